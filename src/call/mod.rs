@@ -1,0 +1,27 @@
+//! The call domain: E.164 numbers, caller identity, keyed pseudonyms with rotating keys, coarse
+//! regions, minimization, and the versioned event schema that leaves the daemon.
+//!
+//! Everything here is sans-IO except the keyring, which owns its key files.
+
+pub mod caller;
+pub mod epoch;
+pub mod event;
+pub mod keyring;
+pub mod number;
+pub mod privacy;
+pub mod pseudonym;
+pub mod recorder;
+pub mod region;
+
+pub use caller::{CallerIdentity, CallerInput, identify};
+pub use epoch::Rotation;
+pub use event::{
+    CallEvent, CallerFields, Common, Completed, Consent, Correlation, Detail, Disclosed,
+    Disclosure, Disposition, EventError, EventType, Hook, SCHEMA_VERSION, Seconds,
+};
+pub use keyring::{KeyError, KeyInfo, Keyring};
+pub use number::{E164, Normalizer, NumberError};
+pub use privacy::{CallerPolicy, Policy, minimize};
+pub use pseudonym::{Pseudonym, Purpose};
+pub use recorder::{Observed, Recorder};
+pub use region::region;

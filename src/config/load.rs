@@ -1,0 +1,213 @@
+//! Reading a config file: TOML text → typed tree → validation, with every problem located by key
+//! path and line so an operator can fix the file without guessing.
+
+use std::fmt;
+use std::path::Path;
+
+use super::model::Config;
+use super::validate;
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `numbers.pool[2].campaign`.
+    pub path: String,
+    /// 1-based line, when the key can be found in the file.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", display_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn display_problems(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let line = inner
+            .span()
+            .map(|span| line_of_offset(text, span.start))
+            .or_else(|| line_of_path(text, &path));
+        ConfigError::Invalid(vec![Problem {
+            path: if path == "." {
+                "(top level)".to_owned()
+            } else {
+                path
+            },
+            line,
+            message: inner.message().trim().to_owned(),
+        }])
+    })?;
+    let problems: Vec<Problem> = validate::validate(&config)
+        .into_iter()
+        .map(|(path, message)| Problem {
+            line: line_of_path(text, &path),
+            path,
+            message,
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Finds the line of a dotted path (`a.b[2].c`) in the TOML text, falling back to the nearest
+/// enclosing key that exists in the file (a missing key is reported at its table).
+fn line_of_path(text: &str, path: &str) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut item: &toml_edit::Item = doc.as_item();
+    let mut best = None;
+    for segment in split_path(path) {
+        let next = match segment {
+            Segment::Key(key) => item.get(key.as_str()),
+            Segment::Index(index) => item.get(index),
+        };
+        match next {
+            Some(found) => {
+                item = found;
+                if let Some(span) = found.span().or_else(|| key_span(found)) {
+                    best = Some(line_of_offset(text, span.start));
+                }
+            }
+            None => break,
+        }
+    }
+    best
+}
+
+fn key_span(item: &toml_edit::Item) -> Option<std::ops::Range<usize>> {
+    item.as_table().and_then(toml_edit::Table::span)
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn split_path(path: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    for part in path.split('.') {
+        let (key, rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            segments.push(Segment::Key(key.to_owned()));
+        }
+        for index in rest.split('[').filter(|s| !s.is_empty()) {
+            if let Ok(i) = index.trim_end_matches(']').parse() {
+                segments.push(Segment::Index(i));
+            }
+        }
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[numbers]
+default_region = "DE"
+
+[[numbers.pool]]
+number = "+49 30 5550 1000"
+campaign = "spring"
+
+[campaigns.spring]
+destination = "sip:+4930555090@pbx.example.net"
+"#;
+
+    #[test]
+    fn minimal_config_loads_with_safe_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.sip.listen[0].to_string(), "127.0.0.1:5060");
+        assert!(config.sip.acl.allow.is_empty());
+        assert_eq!(config.outbox.sync_interval_ms, 10);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MINIMAL}\n[outbox]\nsegmnet_bytes = 5\n");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("segmnet_bytes"),
+            "{:?}",
+            problems[0]
+        );
+        assert_eq!(problems[0].line, Some(text.lines().count()));
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_path_and_line() {
+        let text = MINIMAL.replace("default_region = \"DE\"", "default_region = 49");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "numbers.default_region");
+        assert_eq!(problems[0].line, Some(3));
+    }
+
+    #[test]
+    fn validation_problem_points_at_the_offending_entry() {
+        let text = MINIMAL.replace("campaign = \"spring\"", "campaign = \"autumn\"");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "numbers.pool[0].campaign");
+        assert_eq!(problems[0].line, Some(7));
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("line 7: numbers.pool[0].campaign")
+        );
+    }
+}

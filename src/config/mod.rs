@@ -1,0 +1,9 @@
+//! The configuration tree: one typed structure mirroring the modules, loaded from a TOML file with
+//! unknown keys refused, then validated. Every error names the key path and the line it came from.
+
+mod load;
+mod model;
+mod validate;
+
+pub use load::{ConfigError, Problem, load, parse};
+pub use model::*;

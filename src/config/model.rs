@@ -1,0 +1,322 @@
+//! The typed configuration tree. Defaults are the safe ones: loopback listeners, a closed ACL and a
+//! bounded outbox, so a config that only names a number pool is already fit to run.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the outbox, keys and other state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub sip: Sip,
+    pub numbers: Numbers,
+    #[serde(default)]
+    pub campaigns: BTreeMap<String, Campaign>,
+    #[serde(default)]
+    pub privacy: Privacy,
+    #[serde(default)]
+    pub outbox: Outbox,
+    #[serde(default)]
+    pub log: Log,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./var")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sip {
+    /// Addresses to listen on; each gets the transports below.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(default = "default_transports")]
+    pub transports: Vec<Transport>,
+    /// Largest SIP message accepted, in bytes (RFC 3261 §18.1.1 leaves the bound to us).
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default)]
+    pub acl: Acl,
+    #[serde(default)]
+    pub timers: Timers,
+    /// Upper bound on live server transactions; past it new requests get 503.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
+    /// Upper bound on open TCP connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A TCP connection with no complete message for this long is closed.
+    #[serde(default = "default_tcp_idle_seconds")]
+    pub tcp_idle_seconds: u64,
+    /// Value of the Server header; empty sends none.
+    #[serde(default = "default_server_header")]
+    pub server_header: String,
+}
+
+impl Default for Sip {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            transports: default_transports(),
+            max_message_bytes: default_max_message_bytes(),
+            acl: Acl::default(),
+            timers: Timers::default(),
+            max_transactions: default_max_transactions(),
+            max_connections: default_max_connections(),
+            tcp_idle_seconds: default_tcp_idle_seconds(),
+            server_header: default_server_header(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], 5060))]
+}
+fn default_transports() -> Vec<Transport> {
+    vec![Transport::Udp, Transport::Tcp]
+}
+fn default_max_message_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_transactions() -> usize {
+    200_000
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_tcp_idle_seconds() -> u64 {
+    300
+}
+fn default_server_header() -> String {
+    "calltrackd".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Which source addresses are carrier trunks. Anything else is refused before parsing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acl {
+    /// CIDRs of the carrier's signalling hosts. Empty means nobody gets service.
+    #[serde(default)]
+    pub allow: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    pub on_deny: DenyAction,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyAction {
+    /// Silently drop: scanners learn nothing.
+    #[default]
+    Drop,
+    /// Answer 403 Forbidden.
+    Reject,
+}
+
+/// RFC 3261 §17 timer bases.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timers {
+    #[serde(default = "default_t1")]
+    pub t1_ms: u64,
+    #[serde(default = "default_t2")]
+    pub t2_ms: u64,
+    #[serde(default = "default_t4")]
+    pub t4_ms: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            t1_ms: default_t1(),
+            t2_ms: default_t2(),
+            t4_ms: default_t4(),
+        }
+    }
+}
+fn default_t1() -> u64 {
+    500
+}
+fn default_t2() -> u64 {
+    4000
+}
+fn default_t4() -> u64 {
+    5000
+}
+
+/// The tracking-number pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Numbers {
+    /// ISO 3166 region for numbers written in national form (`030...`).
+    #[serde(default = "default_region")]
+    pub default_region: String,
+    /// Treat `4930...` (no plus, no international prefix) as international. Some carriers send this.
+    #[serde(default)]
+    pub assume_international_without_plus: bool,
+    #[serde(default)]
+    pub pool: Vec<PoolEntry>,
+}
+
+fn default_region() -> String {
+    "DE".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolEntry {
+    /// The tracking number, any carrier form; stored as E.164.
+    pub number: String,
+    /// Key into `[campaigns]`.
+    pub campaign: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Campaign {
+    /// Where the call is redirected: a `sip:` or `tel:` URI, sent as the 302's Contact.
+    pub destination: String,
+    /// What events keep of the caller: "pseudonymize" (a keyed pseudonym per key epoch) or
+    /// "drop" (only whether the number was withheld).
+    #[serde(default)]
+    pub caller: crate::call::CallerPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// Directory of pseudonym keys; relative paths are under `data_dir`.
+    #[serde(default = "default_key_dir")]
+    pub key_dir: PathBuf,
+    #[serde(default)]
+    pub rotation: crate::call::Rotation,
+    /// National digits kept after the country code in `caller_region` (0 keeps only `+49`).
+    #[serde(default)]
+    pub region_digits: u8,
+    /// Pseudonym keys kept, newest first; older ones are shredded at start and daily.
+    #[serde(default = "default_keep_keys")]
+    pub keep_keys: usize,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self {
+            key_dir: default_key_dir(),
+            rotation: crate::call::Rotation::default(),
+            region_digits: 0,
+            keep_keys: default_keep_keys(),
+        }
+    }
+}
+fn default_key_dir() -> PathBuf {
+    PathBuf::from("keys")
+}
+fn default_keep_keys() -> usize {
+    13
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbox {
+    #[serde(default = "default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Hard cap on the outbox on disk; when full, new calls get 503 rather than losing events.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    #[serde(default)]
+    pub durability: Durability,
+    /// Group-commit interval for `durability = "interval"`.
+    #[serde(default = "default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+    /// Segments older than this are deleted (once delivered, when a sink is configured).
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self {
+            segment_bytes: default_segment_bytes(),
+            max_bytes: default_max_bytes(),
+            durability: Durability::default(),
+            sync_interval_ms: default_sync_interval_ms(),
+            retention_hours: default_retention_hours(),
+        }
+    }
+}
+fn default_segment_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_bytes() -> u64 {
+    4 * 1024 * 1024 * 1024
+}
+fn default_sync_interval_ms() -> u64 {
+    10
+}
+fn default_retention_hours() -> u64 {
+    168
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Written before the response, fsynced every `sync_interval_ms`.
+    #[default]
+    Interval,
+    /// The final response waits for the fsync.
+    Sync,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// A tracing `EnvFilter` directive; `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Config {
+    /// A path from the config, taken relative to `data_dir` when not absolute.
+    pub fn state_path(&self, p: &std::path::Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Checks that serde cannot express: references between sections, number forms, bounds.
+//! Each problem is a (key path, message) pair; `load` adds the line.
+
+use std::collections::HashMap;
+
+use super::model::Config;
+use crate::call::Normalizer;
+
+pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut problem = |path: String, message: &str| problems.push((path, message.to_owned()));
+
+    if config.sip.listen.is_empty() {
+        problem(
+            "sip.listen".into(),
+            "at least one listen address is required",
+        );
+    }
+    if config.sip.transports.is_empty() {
+        problem(
+            "sip.transports".into(),
+            "at least one transport is required",
+        );
+    }
+    if !(1500..=1024 * 1024).contains(&config.sip.max_message_bytes) {
+        problem(
+            "sip.max_message_bytes".into(),
+            "must be between 1500 and 1048576",
+        );
+    }
+    if config.sip.max_transactions == 0 {
+        problem("sip.max_transactions".into(), "must be at least 1");
+    }
+    let timers = config.sip.timers;
+    if timers.t1_ms == 0 || timers.t2_ms < timers.t1_ms || timers.t4_ms == 0 {
+        problem(
+            "sip.timers".into(),
+            "need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0",
+        );
+    }
+
+    match config.numbers.normalizer() {
+        Err(_) => problem(
+            "numbers.default_region".into(),
+            "not a known ISO 3166 region code (e.g. \"DE\")",
+        ),
+        Ok(normalizer) => {
+            let mut seen: HashMap<String, usize> = HashMap::new();
+            for (i, entry) in config.numbers.pool.iter().enumerate() {
+                match normalizer.normalize(&entry.number) {
+                    Ok(number) => {
+                        if let Some(first) = seen.insert(number.as_str().to_owned(), i) {
+                            problems.push((
+                                format!("numbers.pool[{i}].number"),
+                                format!("the same number as numbers.pool[{first}]"),
+                            ));
+                        }
+                    }
+                    Err(_) => problems.push((
+                        format!("numbers.pool[{i}].number"),
+                        "not a valid phone number for the default region".to_owned(),
+                    )),
+                }
+                if !config.campaigns.contains_key(&entry.campaign) {
+                    problems.push((
+                        format!("numbers.pool[{i}].campaign"),
+                        "no such campaign in [campaigns]".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    for (id, campaign) in &config.campaigns {
+        let scheme_ok = ["sip:", "sips:", "tel:"]
+            .iter()
+            .any(|s| campaign.destination.to_ascii_lowercase().starts_with(s));
+        if !scheme_ok || campaign.destination.contains(['<', '>', '\r', '\n', ' ']) {
+            problems.push((
+                format!("campaigns.{id}.destination"),
+                "must be a sip:, sips: or tel: URI without spaces or angle brackets".to_owned(),
+            ));
+        }
+    }
+
+    let outbox = &config.outbox;
+    if outbox.segment_bytes < 4096 || outbox.segment_bytes > outbox.max_bytes {
+        problems.push((
+            "outbox.segment_bytes".into(),
+            "must be at least 4096 and at most outbox.max_bytes".to_owned(),
+        ));
+    }
+    if outbox.sync_interval_ms == 0 || outbox.sync_interval_ms > 10_000 {
+        problems.push((
+            "outbox.sync_interval_ms".into(),
+            "must be 1..=10000".to_owned(),
+        ));
+    }
+    if outbox.retention_hours == 0 {
+        problems.push((
+            "outbox.retention_hours".into(),
+            "must be at least 1".to_owned(),
+        ));
+    }
+    if config.privacy.keep_keys == 0 {
+        problems.push((
+            "privacy.keep_keys".into(),
+            "must keep at least the current key".to_owned(),
+        ));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
+        problems.push((
+            "log.level".into(),
+            "not a valid log filter (e.g. \"info\")".to_owned(),
+        ));
+    }
+    problems
+}
+
+impl super::model::Numbers {
+    /// The number normalizer this section describes.
+    pub fn normalizer(&self) -> Result<Normalizer, crate::call::NumberError> {
+        Normalizer::new(&self.default_region)
+            .map(|n| n.assume_international_without_plus(self.assume_international_without_plus))
+    }
+}

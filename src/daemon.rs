@@ -1,0 +1,332 @@
+//! Wires a validated config into running modules: keys, outbox, SIP edge and its transports, the
+//! timer loop, systemd notification, and an orderly shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::call::{CallerPolicy, Keyring, Policy, Recorder};
+use crate::config::{self, Config, Transport};
+use crate::ops::{self, Metrics};
+use crate::outbox::{self, Outbox};
+use crate::sip::edge::Edge;
+use crate::sip::transaction::{Timers, Transactions};
+use crate::sip::uas::{Route, Routing};
+use crate::sip::{self, Acl};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("pseudonym keys: {0}")]
+    Keys(#[from] crate::call::KeyError),
+    #[error("outbox: {0}")]
+    Outbox(#[from] outbox::Error),
+    #[error("numbers: {0}")]
+    Numbers(String),
+    #[error("cannot listen on {addr} ({transport}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        transport: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the daemon opened, ready to serve.
+pub struct Daemon {
+    edge: Arc<Edge>,
+    outbox: Outbox,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    config: Config,
+}
+
+pub fn create_data_dir(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(path)
+        .map_err(|source| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// The resolved number pool.
+pub fn routing(config: &Config) -> Result<Routing, StartError> {
+    let normalizer = config
+        .numbers
+        .normalizer()
+        .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let mut routes = Vec::new();
+    for entry in &config.numbers.pool {
+        let number = normalizer
+            .normalize(&entry.number)
+            .map_err(|e| StartError::Numbers(e.to_string()))?;
+        let Some(campaign) = config.campaigns.get(&entry.campaign) else {
+            return Err(StartError::Numbers(
+                "pool entry names an unknown campaign".into(),
+            ));
+        };
+        routes.push(Route {
+            campaign_id: entry.campaign.clone(),
+            destination: campaign.destination.clone(),
+            tracking_number: number,
+        });
+    }
+    Ok(Routing::new(normalizer, routes))
+}
+
+/// The call recorder with each campaign's minimization policy.
+pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartError> {
+    let normalizer = config
+        .numbers
+        .normalizer()
+        .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let policy = |caller| Policy {
+        caller,
+        region_digits: Some(config.privacy.region_digits),
+    };
+    let policies = config
+        .campaigns
+        .iter()
+        .map(|(id, c)| (id.clone(), policy(c.caller)))
+        .collect();
+    Ok(Recorder::new(
+        keyring,
+        normalizer,
+        policies,
+        policy(CallerPolicy::default()),
+    ))
+}
+
+pub fn open_keyring(config: &Config) -> Result<Keyring, StartError> {
+    let keyring = Keyring::open(
+        &config.state_path(&config.privacy.key_dir),
+        config.privacy.rotation,
+    )?;
+    Ok(keyring)
+}
+
+pub fn open_outbox(config: &Config) -> Result<Outbox, StartError> {
+    let c = &config.outbox;
+    let options = outbox::Options {
+        segment_bytes: c.segment_bytes,
+        max_bytes: c.max_bytes,
+        sync_interval: Duration::from_millis(c.sync_interval_ms),
+        durability: match c.durability {
+            config::Durability::Interval => outbox::Durability::Interval,
+            config::Durability::Sync => outbox::Durability::Sync,
+        },
+    };
+    Ok(Outbox::open(config.data_dir.join("outbox"), options)?)
+}
+
+impl Daemon {
+    /// Opens state and binds every listener; nothing is served yet.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        create_data_dir(&config.data_dir)?;
+        let keyring = open_keyring(&config)?;
+        match keyring.prune(config.privacy.keep_keys) {
+            Ok(shredded) if !shredded.is_empty() => {
+                info!(
+                    shredded = shredded.len(),
+                    "Expired pseudonym keys shredded."
+                );
+            }
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "Expired pseudonym keys could not be shredded."),
+        }
+        let outbox = open_outbox(&config)?;
+        let routing = routing(&config)?;
+        let recorder = recorder(keyring, &config)?;
+        let timers = Timers {
+            t1: Duration::from_millis(config.sip.timers.t1_ms),
+            t2: Duration::from_millis(config.sip.timers.t2_ms),
+            t4: Duration::from_millis(config.sip.timers.t4_ms),
+        };
+        let edge = Arc::new(Edge::new(
+            Transactions::new(timers, config.sip.max_transactions),
+            routing,
+            recorder,
+            outbox.clone(),
+            Arc::new(Metrics::default()),
+            config.sip.server_header.clone(),
+        ));
+        let (udp, tcp) = bind_all(&config).await?;
+        Ok(Self {
+            edge,
+            outbox,
+            udp,
+            tcp,
+            config,
+        })
+    }
+
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops taking calls and makes the outbox durable.
+    pub async fn serve(self, shutdown: CancellationToken) {
+        let mut tasks = JoinSet::new();
+        let acl = Arc::new(Acl::new(self.config.sip.acl.allow.clone()));
+        let reject = self.config.sip.acl.on_deny == config::DenyAction::Reject;
+        let max = self.config.sip.max_message_bytes;
+        for socket in self.udp {
+            tasks.spawn(sip::udp::serve(
+                socket,
+                self.edge.clone(),
+                acl.clone(),
+                reject,
+                max,
+                shutdown.clone(),
+            ));
+        }
+        for listener in self.tcp {
+            let options = sip::tcp::TcpOptions {
+                max_size: max,
+                max_connections: self.config.sip.max_connections,
+                idle: Duration::from_secs(self.config.sip.tcp_idle_seconds),
+            };
+            tasks.spawn(sip::tcp::serve(
+                listener,
+                self.edge.clone(),
+                acl.clone(),
+                options,
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
+        tasks.spawn(retention_loop(
+            self.outbox.clone(),
+            self.config.outbox.retention_hours,
+            shutdown.clone(),
+        ));
+        let watchdog = tokio::spawn(ops::systemd::watchdog());
+        ops::systemd::ready();
+        shutdown.cancelled().await;
+        ops::systemd::stopping();
+        info!("Shutting down: no new calls.");
+        while tasks.join_next().await.is_some() {}
+        watchdog.abort();
+        if let Err(err) = self.outbox.flush().await {
+            warn!(error = %err, "Final outbox sync failed.");
+        }
+        info!("Stopped.");
+    }
+}
+
+async fn bind_all(config: &Config) -> Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>), StartError> {
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let wants = |t| config.sip.transports.contains(&t);
+    for &addr in &config.sip.listen {
+        // With port 0, UDP picks the port and TCP follows it, so both share one port as carriers
+        // expect; a clash is retried with a fresh port.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let u = if wants(Transport::Udp) {
+                Some(
+                    UdpSocket::bind(addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr,
+                            transport: "udp",
+                            source,
+                        })?,
+                )
+            } else {
+                None
+            };
+            let port = u
+                .as_ref()
+                .and_then(|s| s.local_addr().ok())
+                .map_or(addr.port(), |a| a.port());
+            let t = if wants(Transport::Tcp) {
+                match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+                    Ok(l) => Some(l),
+                    Err(_) if addr.port() == 0 && attempt < 20 => continue,
+                    Err(source) => {
+                        return Err(StartError::Bind {
+                            addr,
+                            transport: "tcp",
+                            source,
+                        });
+                    }
+                }
+            } else {
+                None
+            };
+            udp.extend(u.map(Arc::new));
+            tcp.extend(t);
+            break;
+        }
+    }
+    Ok((udp, tcp))
+}
+
+async fn timer_loop(edge: Arc<Edge>, shutdown: CancellationToken) {
+    // Timer G's smallest step is T1 (500 ms); a 10 ms tick keeps retransmissions within 2% of it.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            now = tick.tick() => { edge.tick(now).await; }
+        }
+    }
+}
+
+async fn retention_loop(outbox: Outbox, hours: u64, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let outbox = outbox.clone();
+                let max_age = Duration::from_secs(hours * 3600);
+                match tokio::task::spawn_blocking(move || outbox.apply_age_retention(max_age)).await {
+                    Ok(Ok(freed)) if freed > 0 => info!(freed_bytes = freed, "Outbox retention applied."),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => warn!(error = %err, "Outbox retention failed."),
+                    Err(_) => warn!("Outbox retention task failed."),
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

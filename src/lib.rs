@@ -1,0 +1,8 @@
+//! calltrackd: calls and CDRs come in, become minimized events, and go out.
+
+pub mod call;
+pub mod config;
+pub mod daemon;
+pub mod ops;
+pub mod outbox;
+pub mod sip;

@@ -1,0 +1,171 @@
+//! The calltrackd command line: the daemon and its operator tools. `anyhow` lives only here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use calltrackd::config;
+use calltrackd::daemon::{self, Daemon};
+
+/// SIP trunk edge that turns tracking-number calls into privacy-minimized call events.
+#[derive(Debug, Parser)]
+#[command(name = "calltrackd", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// Path of the config file.
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file; exits non-zero naming the key and line of each problem.
+    CheckConfig {
+        /// Path of the config file.
+        file: PathBuf,
+    },
+    /// Read the local outbox.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Manage pseudonym keys (rotation and crypto-shredding).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print events from the outbox as JSON lines.
+    Tail {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+        /// Start at this position (default: the last 10 events).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Keep printing new events as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List pseudonym keys, oldest first.
+    List {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+    /// Destroy a key: every pseudonym made with it becomes unlinkable for good.
+    Shred {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+        /// The key id, e.g. 2026-10.
+        key_id: String,
+        /// Allow shredding the current epoch's key (a new one is made on next use).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("calltrackd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Events {
+            command:
+                EventsCommand::Tail {
+                    config,
+                    from,
+                    follow,
+                },
+        } => {
+            let config = config::load(&config)?;
+            let dir = config.data_dir.join("outbox");
+            calltrackd::outbox::tail::print(&dir, from, follow, &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { command } => keys(command),
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = config::load(path)?;
+    calltrackd::ops::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let daemon = Daemon::open(config).await?;
+        let udp: Vec<String> = daemon.udp_addrs().iter().map(ToString::to_string).collect();
+        let tcp: Vec<String> = daemon.tcp_addrs().iter().map(ToString::to_string).collect();
+        info!(udp = %udp.join(","), tcp = %tcp.join(","), version = env!("CARGO_PKG_VERSION"), "Listening.");
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            daemon::shutdown_signal().await;
+            trigger.cancel();
+        });
+        daemon.serve(shutdown).await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(_) => {
+            println!("{}: OK", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{}:\n{err}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::List { config } => {
+            let config = config::load(&config)?;
+            let keyring = daemon::open_keyring(&config)?;
+            for key in keyring.list()? {
+                println!("{}", key.key_id);
+            }
+        }
+        KeysCommand::Shred {
+            config,
+            key_id,
+            force,
+        } => {
+            let config = config::load(&config)?;
+            let keyring = daemon::open_keyring(&config)?;
+            keyring.shred(&key_id, force)?;
+            println!("shredded {key_id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

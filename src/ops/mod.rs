@@ -1,0 +1,9 @@
+//! Running the daemon as an operator expects: metrics, logs, systemd readiness and signals.
+
+pub mod metrics;
+pub mod occurrence;
+pub mod systemd;
+pub mod telemetry;
+
+pub use metrics::Metrics;
+pub use occurrence::Occurrence;

@@ -1,0 +1,401 @@
+//! Server transactions, sans-IO (RFC 3261 §17.2): matching requests to transactions (§17.2.3),
+//! absorbing retransmissions, retransmitting non-2xx finals over UDP (Timer G) until the ACK, and
+//! forgetting every transaction after a bounded time (Timers H, I, J). The table never grows past its
+//! capacity and every entry has a deadline, so a peer that stops sending ACKs cannot leak memory.
+//!
+//! `A` is where responses go (a socket address, a connection handle); the table only stores it.
+//! Time comes in as `now`, so tests drive it with plain instants.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+/// How long an INVITE may wait for the transaction user's final answer before the table gives up on
+/// it. Long enough for a disclosure announcement plus the provisional-response refreshes.
+const PROCEEDING_LIMIT: Duration = Duration::from_secs(600);
+
+/// RFC 3261 §17.1.1.1 timer bases.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which transaction a request belongs to: ACK shares the INVITE's class, CANCEL has its own
+/// (§9.2: a CANCEL is a separate transaction with the INVITE's branch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MethodClass {
+    Invite,
+    Cancel,
+    Other(String),
+}
+
+/// Transaction identity (§17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    id: KeyId,
+    class: MethodClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyId {
+    /// RFC 3261 peers: branch with the magic cookie plus the top Via's sent-by.
+    Branch { branch: String, sent_by: String },
+    /// RFC 2543 peers have no usable branch: fall back to the dialog-ish fields.
+    Legacy {
+        call_id: String,
+        cseq: u32,
+        from_tag: String,
+        top_via: String,
+    },
+}
+
+impl Key {
+    pub fn rfc3261(branch: &str, sent_by: &str, class: MethodClass) -> Self {
+        Self {
+            id: KeyId::Branch {
+                branch: branch.to_owned(),
+                sent_by: sent_by.to_ascii_lowercase(),
+            },
+            class,
+        }
+    }
+
+    /// §17.2.3's backward-compatible matching, simplified: the To tag is left out because the ACK
+    /// for our non-2xx final carries our tag while the INVITE carried none.
+    pub fn rfc2543(
+        call_id: &str,
+        cseq: u32,
+        from_tag: &str,
+        top_via: &str,
+        class: MethodClass,
+    ) -> Self {
+        Self {
+            id: KeyId::Legacy {
+                call_id: call_id.to_owned(),
+                cseq,
+                from_tag: from_tag.to_owned(),
+                top_via: top_via.to_owned(),
+            },
+            class,
+        }
+    }
+
+    /// The key of the INVITE transaction a CANCEL with this key targets (§9.2).
+    pub fn invite_of_cancel(&self) -> Self {
+        Self {
+            id: self.id.clone(),
+            class: MethodClass::Invite,
+        }
+    }
+}
+
+/// What an incoming request means for the table.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received<A> {
+    /// A new server transaction exists; the transaction user must answer it with `respond`.
+    New,
+    /// A retransmission: resend this (the last response), if there is one yet.
+    Retransmission(Option<(A, Bytes)>),
+    /// The ACK for our non-2xx final: retransmissions stop.
+    Ack,
+    /// An ACK that matches nothing (e.g. a late one): dropped, as §17.2.3 leaves it to the TU and
+    /// we never send 2xx to INVITE.
+    StrayAck,
+    /// The table is full: answer 503 statelessly.
+    Overloaded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// INVITE waiting for a final, or non-INVITE in Trying/Proceeding.
+    Proceeding,
+    /// Final sent; INVITE waits for ACK, non-INVITE absorbs retransmissions.
+    Completed,
+    /// INVITE: ACK received, absorbing ACK retransmissions for Timer I.
+    Confirmed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    G,
+    H,
+    I,
+    J,
+}
+
+/// How often transactions stuck in Proceeding are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+struct Tx<A> {
+    state: State,
+    reply_to: A,
+    reliable: bool,
+    last_response: Option<Bytes>,
+    g_interval: Duration,
+    /// Bumped on every state change so stale heap entries are recognised and skipped.
+    generation: u64,
+    /// Only meaningful in Proceeding: when the table stops waiting for the transaction user.
+    /// Swept rather than scheduled, so answered calls leave no stale heap entry behind.
+    give_up_at: Instant,
+}
+
+/// Counters a shell turns into metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub retransmissions_absorbed: u64,
+    pub finals_retransmitted: u64,
+    pub ack_timeouts: u64,
+    pub proceeding_timeouts: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RespondError {
+    #[error("no such server transaction (it ended or never existed)")]
+    Unknown,
+    #[error("the transaction already has a final response")]
+    AlreadyFinal,
+}
+
+pub struct Transactions<A> {
+    txs: HashMap<Key, Tx<A>>,
+    deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Heap payloads live here so the heap stays `Ord` without requiring it of keys.
+    slots: HashMap<usize, (Key, Timer, u64)>,
+    next_slot: usize,
+    next_sweep: Option<Instant>,
+    timers: Timers,
+    capacity: usize,
+    stats: Stats,
+}
+
+impl<A: Clone> Transactions<A> {
+    pub fn new(timers: Timers, capacity: usize) -> Self {
+        Self {
+            txs: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            slots: HashMap::new(),
+            next_slot: 0,
+            next_sweep: None,
+            timers,
+            capacity,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Feeds a request (not ACK) into the table.
+    pub fn on_request(
+        &mut self,
+        key: Key,
+        reply_to: A,
+        reliable: bool,
+        now: Instant,
+    ) -> Received<A> {
+        if let Some(tx) = self.txs.get(&key) {
+            self.stats.retransmissions_absorbed += 1;
+            // §17.2.1: a retransmitted INVITE gets the most recent response again; §17.2.2 likewise.
+            return Received::Retransmission(
+                tx.last_response.clone().map(|r| (tx.reply_to.clone(), r)),
+            );
+        }
+        if self.txs.len() >= self.capacity {
+            return Received::Overloaded;
+        }
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP_EVERY);
+        }
+        self.txs.insert(
+            key.clone(),
+            Tx {
+                state: State::Proceeding,
+                reply_to,
+                reliable,
+                last_response: None,
+                g_interval: self.timers.t1,
+                generation: 0,
+                give_up_at: now + PROCEEDING_LIMIT,
+            },
+        );
+        Received::New
+    }
+
+    /// Feeds an ACK: it belongs to the INVITE transaction with the same key.
+    pub fn on_ack(&mut self, invite_key: &Key, now: Instant) -> Received<A> {
+        let t4 = self.timers.t4;
+        let Some(tx) = self.txs.get_mut(invite_key) else {
+            return Received::StrayAck;
+        };
+        match tx.state {
+            State::Completed => {
+                tx.state = State::Confirmed;
+                tx.generation += 1;
+                let (generation, reliable) = (tx.generation, tx.reliable);
+                if reliable {
+                    self.txs.remove(invite_key);
+                } else {
+                    self.schedule(invite_key, Timer::I, generation, now + t4);
+                }
+                Received::Ack
+            }
+            State::Confirmed => {
+                self.stats.retransmissions_absorbed += 1;
+                Received::Ack
+            }
+            State::Proceeding => Received::StrayAck,
+        }
+    }
+
+    /// Whether the INVITE transaction with this key still waits for its final response: the one
+    /// question a CANCEL asks (§9.2).
+    pub fn is_proceeding(&self, key: &Key) -> bool {
+        self.txs
+            .get(key)
+            .is_some_and(|tx| tx.state == State::Proceeding)
+    }
+
+    pub fn contains(&self, key: &Key) -> bool {
+        self.txs.contains_key(key)
+    }
+
+    /// The transaction user answers. Returns where to send it. Provisional responses keep the
+    /// transaction in Proceeding; a final starts the timers of §17.2.1 / §17.2.2.
+    pub fn respond(
+        &mut self,
+        key: &Key,
+        status: u16,
+        response: Bytes,
+        now: Instant,
+    ) -> Result<(A, Bytes), RespondError> {
+        let timers = self.timers;
+        let tx = self.txs.get_mut(key).ok_or(RespondError::Unknown)?;
+        if tx.state != State::Proceeding {
+            return Err(RespondError::AlreadyFinal);
+        }
+        tx.last_response = Some(response.clone());
+        let out = (tx.reply_to.clone(), response);
+        if status < 200 {
+            return Ok(out);
+        }
+        tx.state = State::Completed;
+        tx.generation += 1;
+        let (generation, reliable) = (tx.generation, tx.reliable);
+        if key.class == MethodClass::Invite {
+            // We never send 2xx to INVITE (a redirect server answers 3xx-6xx), so every INVITE
+            // final is retransmitted until ACKed (§17.2.1).
+            if !reliable {
+                self.schedule(key, Timer::G, generation, now + timers.t1);
+            }
+            self.schedule(key, Timer::H, generation, now + 64 * timers.t1);
+        } else if reliable {
+            self.txs.remove(key);
+        } else {
+            self.schedule(key, Timer::J, generation, now + 64 * timers.t1);
+        }
+        Ok(out)
+    }
+
+    /// The earliest instant `poll` has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timer = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        match (timer, self.next_sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires due timers; returns the retransmissions to send.
+    pub fn poll(&mut self, now: Instant) -> Vec<(A, Bytes)> {
+        let mut out = Vec::new();
+        self.sweep(now);
+        while let Some(Reverse((at, slot))) = self.deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some((key, timer, generation)) = self.slots.remove(&slot) else {
+                continue;
+            };
+            let t2 = self.timers.t2;
+            let Some(tx) = self.txs.get_mut(&key) else {
+                continue;
+            };
+            if tx.generation != generation {
+                continue;
+            }
+            match timer {
+                Timer::G => {
+                    if let Some(response) = &tx.last_response {
+                        out.push((tx.reply_to.clone(), response.clone()));
+                        self.stats.finals_retransmitted += 1;
+                    }
+                    tx.g_interval = (tx.g_interval * 2).min(t2);
+                    let next = at + tx.g_interval;
+                    self.schedule(&key, Timer::G, generation, next);
+                }
+                Timer::H => {
+                    self.stats.ack_timeouts += 1;
+                    self.txs.remove(&key);
+                }
+                Timer::I | Timer::J => {
+                    self.txs.remove(&key);
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops INVITE/non-INVITE transactions whose user never answered (a bug or a stuck hook):
+    /// the table must stay bounded whatever the transaction user does.
+    fn sweep(&mut self, now: Instant) {
+        match self.next_sweep {
+            Some(at) if at > now => return,
+            None if self.txs.is_empty() => return,
+            _ => {}
+        }
+        let before = self.txs.len();
+        self.txs
+            .retain(|_, tx| tx.state != State::Proceeding || tx.give_up_at > now);
+        self.stats.proceeding_timeouts += (before - self.txs.len()) as u64;
+        self.next_sweep = if self.txs.is_empty() {
+            None
+        } else {
+            Some(now + SWEEP_EVERY)
+        };
+    }
+
+    fn schedule(&mut self, key: &Key, timer: Timer, generation: u64, at: Instant) {
+        let slot = self.next_slot;
+        self.next_slot = self.next_slot.wrapping_add(1);
+        self.slots.insert(slot, (key.clone(), timer, generation));
+        self.deadlines.push(Reverse((at, slot)));
+    }
+}
+
+#[cfg(test)]
+mod tests;

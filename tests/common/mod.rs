@@ -1,0 +1,261 @@
+//! Test harness: the built daemon as a child process on a loopback port, sipp as the carrier, and
+//! readers for the outbox and the captured log. Everything is bounded in time.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tracking number in the test pool and the campaign it belongs to.
+pub const POOL_NUMBER: &str = "+493055501000";
+pub const POOL_CAMPAIGN: &str = "spring-sale";
+/// The same pool number in national form, as some carriers send it.
+pub const POOL_NUMBER_NATIONAL: &str = "03055501000";
+/// A number outside the pool.
+pub const UNKNOWN_NUMBER: &str = "+493055509999";
+/// The distinctive caller the sipp scenarios use.
+pub const CALLER_DIGITS: &str = "17612345678";
+pub const CALLER_NAME: &str = "Mustermann";
+pub const CALLER_AGENT: &str = "SecretPhone";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn base_config(data_dir: &Path) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+
+[sip]
+listen = ["127.0.0.1:0"]
+
+[sip.acl]
+allow = ["127.0.0.0/8", "::1/128"]
+
+[numbers]
+default_region = "DE"
+
+[[numbers.pool]]
+number = "{POOL_NUMBER}"
+campaign = "{POOL_CAMPAIGN}"
+
+[campaigns.{POOL_CAMPAIGN}]
+destination = "sip:+493055509000@pbx.example.net;user=phone"
+
+[log]
+level = "debug"
+"#,
+        data = data_dir.display()
+    )
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with the base config plus `extra` TOML appended.
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = format!("{}\n{extra}", base_config(&dir.path().join("var")));
+        Self::start_with(dir, &config)
+    }
+
+    pub fn start_with(dir: tempfile::TempDir, config: &str) -> Self {
+        let config_path = dir.path().join("calltrackd.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("daemon.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn calltrackd");
+        let mut daemon = Self {
+            child: Some(child),
+            dir,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            log_path,
+        };
+        daemon.addr = daemon.wait_listening();
+        daemon
+    }
+
+    fn wait_listening(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains("Listening.")) {
+                let udp = line
+                    .split("udp=")
+                    .nth(1)
+                    .and_then(|s| s.split([' ', ',']).next());
+                if let Some(addr) = udp.and_then(|s| s.trim_matches('"').parse().ok()) {
+                    return addr;
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("daemon exited with {status} before listening:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "daemon did not start listening within 20 s:\n{}",
+            self.log()
+        );
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("var")
+    }
+
+    /// Everything the daemon logged so far (debug level).
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_path) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Every event in the outbox, in order.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        read_events(&self.data_dir().join("outbox"))
+    }
+
+    /// Waits until `n` events are in the outbox (bounded).
+    pub fn wait_events(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let events = self.events();
+            if events.len() >= n || Instant::now() > deadline {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM and wait (bounded); returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn read_events(outbox: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(outbox)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "jsonl"));
+    files.sort();
+    let mut events = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            events.push(serde_json::from_str(line).expect("outbox line is JSON"));
+        }
+    }
+    events
+}
+
+/// Runs a sipp scenario from fixtures/sipp against the daemon; bounded by sipp's own timeout.
+pub fn sipp(
+    scenario: &str,
+    transport: &str,
+    target: SocketAddr,
+    service: &str,
+    extra: &[&str],
+) -> Output {
+    let scenario = repo().join("fixtures/sipp").join(scenario);
+    let mut cmd = Command::new("sipp");
+    cmd.arg(target.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-s", service, "-t", transport, "-i", "127.0.0.1", "-p", "0"])
+        .args([
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-timeout_error",
+            "-nostdin",
+            "-max_recv_loops",
+            "1000",
+        ])
+        .args(extra)
+        .stdin(Stdio::null());
+    cmd.output()
+        .expect("sipp must be installed (Debian package sip-tester)")
+}
+
+pub fn assert_sipp_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: sipp failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends one UDP datagram and returns the first response's status code, if any arrives in time.
+pub fn udp_exchange(target: SocketAddr, message: &[u8], wait: Duration) -> Option<(u16, String)> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(wait)).expect("timeout");
+    socket.send_to(message, target).expect("send");
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, _)) = socket.recv_from(&mut buf) else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+        if status >= 200 {
+            return Some((status, text));
+        }
+    }
+}
