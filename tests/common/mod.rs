@@ -259,3 +259,17 @@ pub fn udp_exchange(target: SocketAddr, message: &[u8], wait: Duration) -> Optio
         }
     }
 }
+
+/// Like `sipp`, but the carrier sends from the given loopback address.
+pub fn sipp_from(local_ip: &str, scenario: &str, transport: &str, target: SocketAddr, service: &str) -> Output {
+    let scenario = repo().join("fixtures/sipp").join(scenario);
+    Command::new("sipp")
+        .arg(target.to_string())
+        .arg("-sf")
+        .arg(&scenario)
+        .args(["-s", service, "-t", transport, "-i", local_ip, "-p", "0"])
+        .args(["-m", "1", "-timeout", "20", "-timeout_error", "-nostdin"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sipp must be installed (Debian package sip-tester)")
+}
