@@ -1,6 +1,7 @@
 //! Wires a validated config into running modules: keys, outbox, SIP edge and its transports, the
 //! timer loop, systemd notification, and an orderly shutdown on SIGTERM/SIGINT.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,11 +12,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::call::disclosure::{Plan, WithoutSdp};
 use crate::call::{CallerPolicy, Keyring, Policy, Recorder};
 use crate::config::{self, Config, Transport};
+use crate::media::PortPool;
+use crate::media::announcements::Announcements;
 use crate::ops::{self, Metrics};
 use crate::outbox::{self, Outbox};
 use crate::sip::edge::Edge;
+use crate::sip::edge::MediaSettings;
 use crate::sip::transaction::{Timers, Transactions};
 use crate::sip::uas::{Route, Routing};
 use crate::sip::{self, Acl};
@@ -33,6 +38,10 @@ pub enum StartError {
     Outbox(#[from] outbox::Error),
     #[error("numbers: {0}")]
     Numbers(String),
+    #[error("{0}")]
+    Announcement(String),
+    #[error("media: {0}")]
+    Media(String),
     #[error("cannot listen on {addr} ({transport}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -62,12 +71,42 @@ pub fn create_data_dir(path: &Path) -> Result<(), StartError> {
         })
 }
 
+/// Each campaign's disclosure plan, with its announcements loaded and encoded.
+pub fn plans(config: &Config) -> Result<HashMap<String, Arc<Plan>>, StartError> {
+    let mut loaded: HashMap<&str, Arc<Announcements>> = HashMap::new();
+    for (id, a) in &config.announcements {
+        let set = Announcements::load(id, &a.version, &a.file, &a.variants)
+            .map_err(|e| StartError::Announcement(e.to_string()))?;
+        loaded.insert(id, Arc::new(set));
+    }
+    let mut plans = HashMap::new();
+    for (id, campaign) in &config.campaigns {
+        let plan = Plan {
+            hook: campaign.hook(),
+            announcement_id: campaign.announcement.clone(),
+            announcements: campaign
+                .announcement
+                .as_deref()
+                .and_then(|a| loaded.get(a).cloned()),
+            external_uri: campaign.external_uri.clone(),
+            without_sdp: match campaign.without_sdp {
+                config::WithoutSdp::Skip => WithoutSdp::Skip,
+                config::WithoutSdp::Reject => WithoutSdp::Reject,
+            },
+            objection_digit: campaign.objection_digit,
+        };
+        plans.insert(id.clone(), Arc::new(plan));
+    }
+    Ok(plans)
+}
+
 /// The resolved number pool.
 pub fn routing(config: &Config) -> Result<Routing, StartError> {
     let normalizer = config
         .numbers
         .normalizer()
         .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let plans = plans(config)?;
     let mut routes = Vec::new();
     for entry in &config.numbers.pool {
         let number = normalizer
@@ -82,6 +121,10 @@ pub fn routing(config: &Config) -> Result<Routing, StartError> {
             campaign_id: entry.campaign.clone(),
             destination: campaign.destination.clone(),
             tracking_number: number,
+            plan: plans
+                .get(&entry.campaign)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Plan::none())),
         });
     }
     Ok(Routing::new(normalizer, routes))
@@ -162,6 +205,12 @@ impl Daemon {
             outbox.clone(),
             Arc::new(Metrics::default()),
             config.sip.server_header.clone(),
+            MediaSettings {
+                address: config.media.address,
+                ports: PortPool::new(config.media.port_min..=config.media.port_max)
+                    .map_err(|e| StartError::Media(e.to_string()))?,
+                refresh: Duration::from_secs(config.media.refresh_seconds),
+            },
         ));
         let (udp, tcp) = bind_all(&config).await?;
         Ok(Self {
@@ -279,6 +328,11 @@ async fn bind_all(config: &Config) -> Result<(Vec<Arc<UdpSocket>>, Vec<TcpListen
             } else {
                 None
             };
+            if let Some(socket) = &u {
+                // Bursts of INVITEs (a carrier failing over to us) must not overflow the default
+                // ~200 KiB buffer; the kernel caps this at net.core.rmem_max.
+                let _ = socket2::SockRef::from(socket).set_recv_buffer_size(4 * 1024 * 1024);
+            }
             udp.extend(u.map(Arc::new));
             tcp.extend(t);
             break;

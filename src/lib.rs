@@ -3,6 +3,7 @@
 pub mod call;
 pub mod config;
 pub mod daemon;
+pub mod media;
 pub mod ops;
 pub mod outbox;
 pub mod sip;

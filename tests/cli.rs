@@ -9,7 +9,10 @@ use std::process::Command;
 use common::*;
 
 fn calltrackd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_calltrackd")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -21,14 +24,24 @@ fn help_and_version_follow_clap_conventions() {
         assert!(text.contains(command), "help lists {command}");
     }
     let version = calltrackd(&["--version"]);
-    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("calltrackd {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("calltrackd {}", env!("CARGO_PKG_VERSION"))
+    );
     assert!(!calltrackd(&["no-such-command"]).status.success());
 }
 
 #[test]
 fn shipped_example_config_is_valid() {
-    let out = calltrackd(&["check-config", repo().join("config/calltrackd.toml").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = calltrackd(&[
+        "check-config",
+        repo().join("config/calltrackd.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -41,16 +54,28 @@ fn check_config_names_key_and_line_of_each_problem() {
     let out = calltrackd(&["check-config", path.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().position(|l| l.starts_with("segmnet_bytes")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("segmnet_bytes"))
+        .unwrap()
+        + 1;
     assert!(err.contains(&format!("line {line}")), "{err}");
     assert!(err.contains("segmnet_bytes"), "{err}");
 
-    let text = base_config(&dir.path().join("var")).replace("campaign = \"spring-sale\"", "campaign = \"nope\"");
+    let text = base_config(&dir.path().join("var"))
+        .replace("campaign = \"spring-sale\"", "campaign = \"nope\"");
     std::fs::write(&path, &text).unwrap();
     let out = calltrackd(&["check-config", path.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().position(|l| l.contains("campaign = \"nope\"")).unwrap() + 1;
-    assert!(err.contains(&format!("line {line}: numbers.pool[0].campaign")), "{err}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("campaign = \"nope\""))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("line {line}: numbers.pool[0].campaign")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -58,13 +83,19 @@ fn events_tail_prints_what_the_daemon_recorded_and_keys_can_be_listed() {
     let daemon = Daemon::start("");
     let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
     assert_sipp_ok(&out, "a call");
-    daemon.wait_events(2);
+    daemon.wait_events(3);
     let config = daemon.dir.path().join("calltrackd.toml");
     let out = calltrackd(&["events", "tail", "--config", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["event_type"], "call.offered");
     let keys = calltrackd(&["keys", "list", "--config", config.to_str().unwrap()]);
     let key_id = lines[0]["key_id"].as_str().unwrap();

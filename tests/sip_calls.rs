@@ -10,25 +10,33 @@ fn events_of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a se
     events.iter().filter(|e| e["event_type"] == kind).collect()
 }
 
+/// One announced, redirected call: offered, disclosed, routed.
 fn assert_redirect_events(events: &[serde_json::Value]) {
     let offered = events_of_type(events, "call.offered");
+    let disclosed = events_of_type(events, "call.disclosed");
     let routed = events_of_type(events, "call.routed");
     assert_eq!(offered.len(), 1, "one call.offered: {events:#?}");
+    assert_eq!(disclosed.len(), 1, "one call.disclosed: {events:#?}");
     assert_eq!(routed.len(), 1, "one call.routed: {events:#?}");
-    for e in [offered[0], routed[0]] {
+    for e in [offered[0], disclosed[0], routed[0]] {
         assert_eq!(e["schema_version"], 1);
         assert_eq!(e["campaign_id"], POOL_CAMPAIGN);
         assert_eq!(e["tracking_number"], POOL_NUMBER);
         assert_eq!(e["caller_withheld"], false);
         assert_eq!(e["caller_region"], "+49");
-        assert_eq!(e["disclosure"], "not_played");
+        assert_eq!(e["disclosure"], "played");
+        assert_eq!(e["consent"], "informed");
         assert_eq!(e["caller_pseudonym"].as_str().map(str::len), Some(32));
         assert!(e["key_id"].as_str().is_some_and(|k| !k.is_empty()));
+        assert_eq!(
+            e["call_key"], offered[0]["call_key"],
+            "all events name the same call"
+        );
     }
-    assert_eq!(
-        offered[0]["call_key"], routed[0]["call_key"],
-        "both events name the same call"
-    );
+    assert_eq!(disclosed[0]["announcement_id"], "notice");
+    assert_eq!(disclosed[0]["announcement_version"], "test-1");
+    assert_eq!(disclosed[0]["hook"], "early-media");
+    assert_eq!(disclosed[0]["complete"], true);
     assert_ne!(offered[0]["event_id"], routed[0]["event_id"]);
 }
 
@@ -37,7 +45,7 @@ fn invite_for_pool_number_is_redirected_over_udp_and_recorded() {
     let daemon = Daemon::start("");
     let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
     assert_sipp_ok(&out, "INVITE -> 100 -> 302 -> ACK over UDP");
-    assert_redirect_events(&daemon.wait_events(2));
+    assert_redirect_events(&daemon.wait_events(3));
 }
 
 #[test]
@@ -45,7 +53,7 @@ fn invite_for_pool_number_is_redirected_over_tcp_and_recorded() {
     let daemon = Daemon::start("");
     let out = sipp("uac_redirect.xml", "t1", daemon.addr, POOL_NUMBER, &[]);
     assert_sipp_ok(&out, "INVITE -> 100 -> 302 -> ACK over TCP");
-    assert_redirect_events(&daemon.wait_events(2));
+    assert_redirect_events(&daemon.wait_events(3));
 }
 
 #[test]
@@ -59,7 +67,7 @@ fn national_form_of_a_pool_number_is_recognised() {
         &[],
     );
     assert_sipp_ok(&out, "national-form R-URI redirected");
-    assert_redirect_events(&daemon.wait_events(2));
+    assert_redirect_events(&daemon.wait_events(3));
 }
 
 #[test]
@@ -98,7 +106,7 @@ fn retransmitted_invite_yields_one_event_pair() {
         .set_read_timeout(Some(std::time::Duration::from_secs(3)))
         .unwrap();
     let invite = format!(
-        "INVITE sip:{POOL_NUMBER}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKrtx1\r\nFrom: <sip:+4917612345678@127.0.0.1>;tag=rtx\r\nTo: <sip:{POOL_NUMBER}@127.0.0.1>\r\nCall-ID: rtx-call\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        "INVITE sip:{QUIET_NUMBER}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKrtx1\r\nFrom: <sip:+4917612345678@127.0.0.1>;tag=rtx\r\nTo: <sip:{QUIET_NUMBER}@127.0.0.1>\r\nCall-ID: rtx-call\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     );
     // The carrier's copy goes out before any answer, and once more after the final.
     socket.send_to(invite.as_bytes(), daemon.addr).unwrap();
@@ -127,14 +135,15 @@ fn retransmitted_invite_yields_one_event_pair() {
         .replace("INVITE sip", "ACK sip")
         .replace("CSeq: 7 INVITE", "CSeq: 7 ACK")
         .replace(
-            &format!("To: <sip:{POOL_NUMBER}@127.0.0.1>"),
+            &format!("To: <sip:{QUIET_NUMBER}@127.0.0.1>"),
             to_of(&finals[0]).unwrap().as_str(),
         );
     socket.send_to(ack.as_bytes(), daemon.addr).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let events = daemon.events();
-    assert_redirect_events(&events);
-    assert_eq!(events.len(), 2, "three copies are one call");
+    assert_eq!(events.len(), 2, "three copies are one call: {events:#?}");
+    assert_eq!(events_of_type(&events, "call.offered").len(), 1);
+    assert_eq!(events_of_type(&events, "call.routed").len(), 1);
 }
 
 #[test]
@@ -162,8 +171,9 @@ fn many_calls_over_udp_each_produce_one_event_pair() {
         &["-m", "50", "-r", "50", "-l", "20"],
     );
     assert_sipp_ok(&out, "50 calls");
-    let events = daemon.wait_events(100);
+    let events = daemon.wait_events(150);
     assert_eq!(events_of_type(&events, "call.offered").len(), 50);
+    assert_eq!(events_of_type(&events, "call.disclosed").len(), 50);
     assert_eq!(events_of_type(&events, "call.routed").len(), 50);
     let mut keys: Vec<&str> = events
         .iter()

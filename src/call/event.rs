@@ -208,7 +208,7 @@ impl Common {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disclosed {
     pub announcement_id: String,
-    pub announcement_version: u32,
+    pub announcement_version: String,
     pub hook: Hook,
     pub played: Seconds,
     pub complete: bool,
@@ -321,7 +321,7 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     announcement_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    announcement_version: Option<u32>,
+    announcement_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hook: Option<Hook>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

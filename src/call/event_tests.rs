@@ -80,7 +80,7 @@ fn full_caller() -> CallerFields {
 fn disclosed() -> Disclosed {
     Disclosed {
         announcement_id: "gdpr-de".to_owned(),
-        announcement_version: 3,
+        announcement_version: "2026-11-01".into(),
         hook: Hook::EarlyMedia,
         played: Seconds::from_tenths(42),
         complete: true,
@@ -131,7 +131,7 @@ fn disclosed_event_matches_golden_json() {
         r#""campaign_id":"spring-sale","tracking_number":"+4930901820","#,
         r#""caller_pseudonym":"fedcba9876543210fedcba9876543210","caller_withheld":false,"#,
         r#""caller_region":"+49 89","disclosure":"played","consent":"informed","#,
-        r#""announcement_id":"gdpr-de","announcement_version":3,"hook":"early-media","#,
+        r#""announcement_id":"gdpr-de","announcement_version":"2026-11-01","hook":"early-media","#,
         r#""played_seconds":4.2,"complete":true}"#
     );
     assert_eq!(String::from_utf8(event.to_json_line()).unwrap(), golden);

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{
-    CallEvent, CallerFields, CallerInput, Common, Consent, Disclosure, E164, KeyError, Keyring,
-    Normalizer, Policy, Pseudonym, Purpose, identify, minimize,
+    CallEvent, CallerFields, CallerIdentity, CallerInput, CallerPolicy, Common, Consent, Disclosed,
+    Disclosure, E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify,
+    minimize,
 };
 
 pub struct Recorder {
@@ -48,21 +49,35 @@ impl Recorder {
         &self.keyring
     }
 
+    /// Who is calling, before minimization: used only to pick the announcement's language.
+    pub fn identify(&self, caller: &CallerInput) -> CallerIdentity {
+        identify(caller, &self.normalizer)
+    }
+
     /// Pseudonymizes one call. `call_id` is the SIP Call-ID; it only ever leaves as a keyed hash.
+    /// An objection (`consent`) leaves neither pseudonym nor region; so does a caller who was not
+    /// `informed` (the announcement could not be played).
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         call_id: &str,
-        caller: &CallerInput,
+        identity: &CallerIdentity,
+        disclosure: Disclosure,
+        consent: Option<Consent>,
+        informed: bool,
         campaign_id: &str,
         tracking_number: &E164,
         at: DateTime<Utc>,
     ) -> Result<Observed, KeyError> {
-        let policy = self
+        let mut policy = *self
             .policies
             .get(campaign_id)
             .unwrap_or(&self.default_policy);
-        let identity = identify(caller, &self.normalizer);
-        let caller = minimize(&identity, None, policy, &self.keyring, at)?;
+        if !informed {
+            // A caller who could not hear the notice keeps no identifier in our events.
+            policy.caller = CallerPolicy::Drop;
+        }
+        let caller = minimize(identity, consent, &policy, &self.keyring, at)?;
         let call_key = self
             .keyring
             .pseudonymize(Purpose::CallKey, call_id.as_bytes(), at)?;
@@ -71,8 +86,8 @@ impl Recorder {
             campaign_id: campaign_id.to_owned(),
             tracking_number: tracking_number.clone(),
             caller,
-            disclosure: Disclosure::NotPlayed,
-            consent: None,
+            disclosure,
+            consent,
         })
     }
 }
@@ -98,5 +113,15 @@ impl Observed {
     /// The `call.routed` event as one JSON line.
     pub fn routed(&self, at: DateTime<Utc>) -> Vec<u8> {
         CallEvent::routed(self.common(at)).to_json_line()
+    }
+
+    /// The `call.disclosed` event as one JSON line.
+    pub fn disclosed(&self, at: DateTime<Utc>, disclosed: Disclosed) -> Vec<u8> {
+        CallEvent::disclosed(self.common(at), disclosed).to_json_line()
+    }
+
+    /// The `call.abandoned` event: the caller hung up `played` into the announcement.
+    pub fn abandoned(&self, at: DateTime<Utc>, played: Seconds) -> Vec<u8> {
+        CallEvent::abandoned(self.common(at), played).to_json_line()
     }
 }

@@ -161,6 +161,7 @@ campaign = "spring"
 
 [campaigns.spring]
 destination = "sip:+4930555090@pbx.example.net"
+caller = "drop"
 "#;
 
     #[test]
@@ -194,6 +195,16 @@ destination = "sip:+4930555090@pbx.example.net"
         };
         assert_eq!(problems[0].path, "numbers.default_region");
         assert_eq!(problems[0].line, Some(3));
+    }
+
+    #[test]
+    fn campaign_without_notice_must_drop_the_caller() {
+        let text = MINIMAL.replace("caller = \"drop\"", "caller = \"pseudonymize\"");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "campaigns.spring.caller");
+        assert_eq!(problems[0].line, Some(11));
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub struct Config {
     #[serde(default)]
     pub campaigns: BTreeMap<String, Campaign>,
     #[serde(default)]
+    pub media: Media,
+    /// Disclosure announcements by id, referenced from campaigns.
+    #[serde(default)]
+    pub announcements: BTreeMap<String, Announcement>,
+    #[serde(default)]
     pub privacy: Privacy,
     #[serde(default)]
     pub outbox: Outbox,
@@ -193,6 +198,100 @@ pub struct Campaign {
     /// "drop" (only whether the number was withheld).
     #[serde(default)]
     pub caller: crate::call::CallerPolicy,
+    /// The disclosure hook: "early-media" (default when `announcement` is set), "external" or
+    /// "none" (default otherwise).
+    #[serde(default)]
+    pub disclosure: Option<crate::call::Hook>,
+    /// Id of an `[announcements.<id>]` entry, for `early-media`.
+    #[serde(default)]
+    pub announcement: Option<String>,
+    /// For `external`: the media server URI that plays the announcement, sent as the 302 Contact.
+    #[serde(default)]
+    pub external_uri: Option<String>,
+    /// An INVITE without SDP cannot hear early media: "skip" the announcement or "reject" (403).
+    #[serde(default)]
+    pub without_sdp: WithoutSdp,
+    /// The key a caller presses during the announcement to object to tracking.
+    #[serde(default = "default_objection_digit")]
+    pub objection_digit: char,
+}
+
+fn default_objection_digit() -> char {
+    '9'
+}
+
+impl Campaign {
+    /// The hook in force, with the default applied.
+    pub fn hook(&self) -> crate::call::Hook {
+        use crate::call::Hook;
+        self.disclosure.unwrap_or(if self.announcement.is_some() {
+            Hook::EarlyMedia
+        } else {
+            Hook::None
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WithoutSdp {
+    #[default]
+    Skip,
+    Reject,
+}
+
+/// Early media (RFC 3960): where our RTP comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Media {
+    /// Address we bind RTP to and put into the SDP answer's c= line.
+    #[serde(default = "default_media_address")]
+    pub address: std::net::IpAddr,
+    /// RTP port range (even ports are used); one port per announced call.
+    #[serde(default = "default_port_min")]
+    pub port_min: u16,
+    #[serde(default = "default_port_max")]
+    pub port_max: u16,
+    /// The 183 is resent this often during long announcements, so carriers' provisional-response
+    /// timers (often 60-180 s) do not fire.
+    #[serde(default = "default_refresh_seconds")]
+    pub refresh_seconds: u64,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Self {
+            address: default_media_address(),
+            port_min: default_port_min(),
+            port_max: default_port_max(),
+            refresh_seconds: default_refresh_seconds(),
+        }
+    }
+}
+fn default_media_address() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
+}
+fn default_port_min() -> u16 {
+    40000
+}
+fn default_port_max() -> u16 {
+    44999
+}
+fn default_refresh_seconds() -> u64 {
+    50
+}
+
+/// A disclosure recording: WAV, 8 kHz mono 16-bit PCM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announcement {
+    /// Which wording this is; goes into every `call.disclosed` event.
+    pub version: String,
+    /// The default recording (relative paths are relative to the working directory).
+    pub file: PathBuf,
+    /// Recordings by the caller's country calling code, e.g. `"49" = "disclosure-de.wav"`.
+    #[serde(default)]
+    pub variants: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -72,15 +72,48 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     }
 
     for (id, campaign) in &config.campaigns {
-        let scheme_ok = ["sip:", "sips:", "tel:"]
-            .iter()
-            .any(|s| campaign.destination.to_ascii_lowercase().starts_with(s));
-        if !scheme_ok || campaign.destination.contains(['<', '>', '\r', '\n', ' ']) {
+        campaign_problems(config, id, campaign, &mut problems);
+    }
+    for (id, announcement) in &config.announcements {
+        let files = std::iter::once((format!("announcements.{id}.file"), &announcement.file))
+            .chain(
+                announcement
+                    .variants
+                    .iter()
+                    .map(|(code, file)| (format!("announcements.{id}.variants.{code}"), file)),
+            );
+        for (path, file) in files {
+            if let Err(err) = crate::media::wav::load(file, id, &announcement.version) {
+                problems.push((path, err.to_string()));
+            }
+        }
+        for code in announcement.variants.keys() {
+            if code.is_empty() || code.len() > 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                problems.push((
+                    format!("announcements.{id}.variants.{code}"),
+                    "variant keys are country calling codes, e.g. \"49\"".to_owned(),
+                ));
+            }
+        }
+        if announcement.version.trim().is_empty() || announcement.version.len() > 64 {
             problems.push((
-                format!("campaigns.{id}.destination"),
-                "must be a sip:, sips: or tel: URI without spaces or angle brackets".to_owned(),
+                format!("announcements.{id}.version"),
+                "must be 1 to 64 characters".to_owned(),
             ));
         }
+    }
+    let media = &config.media;
+    if media.port_min < 1024 || media.port_min >= media.port_max {
+        problems.push((
+            "media.port_min".into(),
+            "need 1024 <= port_min < port_max".to_owned(),
+        ));
+    }
+    if media.refresh_seconds == 0 || media.refresh_seconds > 170 {
+        problems.push((
+            "media.refresh_seconds".into(),
+            "must be 1..=170 (under Timer C)".to_owned(),
+        ));
     }
 
     let outbox = &config.outbox;
@@ -122,5 +155,58 @@ impl super::model::Numbers {
     pub fn normalizer(&self) -> Result<Normalizer, crate::call::NumberError> {
         Normalizer::new(&self.default_region)
             .map(|n| n.assume_international_without_plus(self.assume_international_without_plus))
+    }
+}
+
+fn is_uri(value: &str) -> bool {
+    let scheme_ok = ["sip:", "sips:", "tel:"]
+        .iter()
+        .any(|s| value.to_ascii_lowercase().starts_with(s));
+    scheme_ok && !value.contains(['<', '>', '\r', '\n', ' '])
+}
+
+fn campaign_problems(
+    config: &Config,
+    id: &str,
+    campaign: &super::model::Campaign,
+    problems: &mut Vec<(String, String)>,
+) {
+    use crate::call::Hook;
+    let mut problem = |key: &str, message: &str| {
+        problems.push((format!("campaigns.{id}.{key}"), message.to_owned()))
+    };
+    if !is_uri(&campaign.destination) {
+        problem(
+            "destination",
+            "must be a sip:, sips: or tel: URI without spaces or angle brackets",
+        );
+    }
+    if let Some(announcement) = &campaign.announcement
+        && !config.announcements.contains_key(announcement)
+    {
+        problem("announcement", "no such announcement in [announcements]");
+    }
+    match campaign.hook() {
+        Hook::EarlyMedia if campaign.announcement.is_none() => {
+            problem("announcement", "the early-media hook needs an announcement");
+        }
+        Hook::External if !campaign.external_uri.as_deref().is_some_and(is_uri) => {
+            problem(
+                "external_uri",
+                "the external hook needs a sip:, sips: or tel: URI",
+            );
+        }
+        // GDPR Art. 13: no notice, no identifier. A campaign that skips the announcement must
+        // not keep a caller pseudonym.
+        Hook::None if campaign.caller != crate::call::CallerPolicy::Drop => {
+            problem(
+                "caller",
+                "a campaign without a disclosure must set caller = \"drop\"",
+            );
+        }
+        _ => {}
+    }
+    if !"0123456789*#".contains(campaign.objection_digit) {
+        problem("objection_digit", "must be one of 0-9, * or #");
     }
 }

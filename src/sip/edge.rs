@@ -13,12 +13,13 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::call::{CallerInput, Recorder};
+use crate::media::PortPool;
 use crate::ops::metrics::MethodLabel;
 use crate::ops::{Metrics, Occurrence};
-use crate::outbox::{self, Outbox};
+use crate::outbox::Outbox;
 use crate::sip::transaction::{Key, MethodClass, Received, Transactions};
 use crate::sip::uas::{self, Decision, Routing};
 use crate::sip::{
@@ -66,15 +67,32 @@ pub enum ArrivalTransport {
     Tcp(mpsc::Sender<Bytes>),
 }
 
+mod redirect;
+
+use redirect::{Control, Invite};
+
 /// An INVITE still waiting for its final response, kept so a CANCEL can answer it with 487.
 struct Pending {
     reply: ReplyHeaders,
     to_tag: String,
+    /// Set while a flow owns the final answer (an announcement plays): CANCEL stops it and the
+    /// flow sends the 487 after the call's events are written.
+    cancel: Option<tokio_util::sync::CancellationToken>,
+}
+
+/// Early-media resources.
+pub struct MediaSettings {
+    pub address: std::net::IpAddr,
+    pub ports: PortPool,
+    pub refresh: Duration,
 }
 
 pub struct Edge {
     table: Mutex<Transactions<ReplyTo>>,
     pending: Mutex<HashMap<Key, Pending>>,
+    /// Calls with an announcement playing, by Call-ID: where INFO digits go.
+    calls: Mutex<HashMap<String, Arc<Control>>>,
+    media: MediaSettings,
     routing: Routing,
     recorder: Recorder,
     outbox: Outbox,
@@ -99,10 +117,13 @@ impl Edge {
         outbox: Outbox,
         metrics: Arc<Metrics>,
         server_header: String,
+        media: MediaSettings,
     ) -> Self {
         Self {
             table: Mutex::new(table),
             pending: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            media,
             routing,
             recorder,
             outbox,
@@ -140,7 +161,7 @@ impl Edge {
     }
 
     /// Handles one framed message.
-    pub async fn on_frame(&self, frame: Bytes, arrival: &Arrival) {
+    pub async fn on_frame(self: &Arc<Self>, frame: Bytes, arrival: &Arrival) {
         match crate::sip::parse(frame) {
             Ok(Message::Request(req)) => self.on_request(req, arrival).await,
             // We run no client transactions, so every response is stray (§18.1.2 lets us drop).
@@ -229,7 +250,7 @@ impl Edge {
         }
     }
 
-    async fn on_request(&self, req: Request, arrival: &Arrival) {
+    async fn on_request(self: &Arc<Self>, req: Request, arrival: &Arrival) {
         self.metrics.request(method_label(&req.method));
         let key = transaction_key(&req);
         let now = Instant::now();
@@ -275,74 +296,31 @@ impl Edge {
             let trying = self.build(&reply, arrival, 100, &to_tag, &[], None);
             self.respond(&key, 100, trying).await;
         }
+        if req.method == Method::Info
+            && let Some(status) = self.on_info(&req)
+        {
+            let bytes = self.build(&reply, arrival, status, &to_tag, &[], None);
+            return self.respond(&key, status, bytes).await;
+        }
         match uas::decide(&req, &self.routing) {
             Decision::Reply { status, headers } => {
                 let bytes = self.build(&reply, arrival, status, &to_tag, &headers, None);
                 self.respond(&key, status, bytes).await;
             }
             Decision::Redirect(route) => {
-                lock(&self.pending).insert(
-                    key.clone(),
-                    Pending {
-                        reply: reply.clone(),
-                        to_tag: to_tag.clone(),
-                    },
-                );
-                let (status, headers) = self.record_and_route(&req, &route).await;
-                lock(&self.pending).remove(&key);
-                let bytes = self.build(&reply, arrival, status, &to_tag, &headers, None);
-                self.respond(&key, status, bytes).await;
+                // The flow may play an announcement for a minute: it runs as its own task so
+                // this transport keeps serving.
+                let invite = Invite {
+                    req,
+                    key,
+                    reply,
+                    arrival: arrival.clone(),
+                    to_tag,
+                    at: chrono::Utc::now(),
+                };
+                tokio::spawn(self.clone().redirect(invite, route));
             }
         }
-    }
-
-    /// Writes the call's events, then says how to answer: 302 to the campaign's destination, or
-    /// 503 when the outbox cannot take the events (a call we cannot record is not routed blind).
-    async fn record_and_route(
-        &self,
-        req: &Request,
-        route: &uas::Route,
-    ) -> (u16, Vec<(&'static str, String)>) {
-        self.metrics.calls_offered.inc();
-        let caller = caller_input(req);
-        let now = chrono::Utc::now();
-        let observed = match self.recorder.observe(
-            req.call_id(),
-            &caller,
-            &route.campaign_id,
-            &route.tracking_number,
-            now,
-        ) {
-            Ok(observed) => observed,
-            Err(err) => {
-                warn!(error = %err, "Call could not be recorded; refusing it.");
-                return (500, Vec::new());
-            }
-        };
-        for event in [observed.offered(now), observed.routed(chrono::Utc::now())] {
-            match self.outbox.append(&event).await {
-                Ok(_) => self.metrics.events_written.inc(),
-                Err(outbox::Error::Full) => {
-                    if let Some(suppressed) = self.outbox_full.record(&self.metrics.outbox_full) {
-                        warn!(
-                            suppressed,
-                            "Outbox full; refusing calls with 503 until it drains."
-                        );
-                    }
-                    return (503, vec![("Retry-After", "30".to_owned())]);
-                }
-                Err(err) => {
-                    if let Some(suppressed) = self.outbox_error.record(&self.metrics.outbox_errors)
-                    {
-                        warn!(error = %err, suppressed, "Outbox write failed; refusing calls with 503.");
-                    }
-                    return (503, vec![("Retry-After", "30".to_owned())]);
-                }
-            }
-        }
-        self.metrics.calls_redirected.inc();
-        debug!(campaign = %route.campaign_id, "Call redirected.");
-        (302, vec![("Contact", format!("<{}>", route.destination))])
     }
 
     /// §9.2: a CANCEL is its own transaction; it ends a pending INVITE with 487.
@@ -359,7 +337,17 @@ impl Edge {
         let (status, pending) = {
             let table = lock(&self.table);
             if table.is_proceeding(&invite) {
-                (200, lock(&self.pending).remove(&invite))
+                let mut pending = lock(&self.pending);
+                // A flow-owned INVITE stays registered until its flow ends.
+                let entry = match pending.get(&invite) {
+                    Some(p) if p.cancel.is_some() => pending.get(&invite).map(|p| Pending {
+                        reply: p.reply.clone(),
+                        to_tag: p.to_tag.clone(),
+                        cancel: p.cancel.clone(),
+                    }),
+                    _ => pending.remove(&invite),
+                };
+                (200, entry)
             } else if table.contains(&invite) {
                 (200, None)
             } else {
@@ -371,10 +359,33 @@ impl Edge {
             .map_or_else(crate::sip::generate_tag, |p| p.to_tag.clone());
         let bytes = self.build(reply, arrival, status, &cancel_tag, &[], None);
         self.respond(&key, status, bytes).await;
-        if let Some(pending) = pending {
-            let terminated = self.build(&pending.reply, arrival, 487, &pending.to_tag, &[], None);
-            self.respond(&invite, 487, terminated).await;
+        match pending {
+            // The flow answers 487 once the call's events are written.
+            Some(Pending {
+                cancel: Some(token),
+                ..
+            }) => token.cancel(),
+            Some(pending) => {
+                let terminated =
+                    self.build(&pending.reply, arrival, 487, &pending.to_tag, &[], None);
+                self.respond(&invite, 487, terminated).await;
+            }
+            None => {}
         }
+    }
+
+    /// SIP INFO with `application/dtmf-relay` during an announcement: the objection key by
+    /// signalling, for carriers that do not pass RFC 4733 events. `None` defers to the UAS.
+    fn on_info(&self, req: &Request) -> Option<u16> {
+        let control = lock(&self.calls).get(req.call_id()).cloned()?;
+        let digit = crate::media::dtmf::parse_info(&req.body);
+        if digit == Some(control.objection_digit) {
+            control
+                .objected
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            control.cancel.cancel();
+        }
+        Some(200)
     }
 
     async fn respond(&self, key: &Key, status: u16, bytes: Bytes) {

@@ -76,7 +76,7 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     source: std::net::SocketAddr,
-    edge: &Edge,
+    edge: &Arc<Edge>,
     options: &TcpOptions,
     shutdown: CancellationToken,
 ) {

@@ -10,7 +10,7 @@ use crate::call::{E164, Normalizer};
 use crate::sip::{Method, Request, Uri};
 
 /// Methods this UAS implements; sent in Allow (§20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, INFO";
 /// Extensions we support: none beyond RFC 3261 yet, so any Require gets 420 (§8.2.2.3).
 pub const SUPPORTED: &str = "";
 
@@ -21,6 +21,8 @@ pub struct Route {
     /// The 302 Contact: a `sip:`, `sips:` or `tel:` URI.
     pub destination: String,
     pub tracking_number: E164,
+    /// How callers are informed before the redirect.
+    pub plan: Arc<crate::call::disclosure::Plan>,
 }
 
 /// The number pool, resolved at start-up (and reload) from config.
@@ -128,7 +130,7 @@ pub fn decide(req: &Request, routing: &Routing) -> Decision {
     let method = &req.method;
     // §8.2.1: method inspection.
     match method {
-        Method::Invite | Method::Options | Method::Bye => {}
+        Method::Invite | Method::Options | Method::Bye | Method::Info => {}
         Method::Extension(_) => {
             return Decision::reply_with(501, vec![("Allow", ALLOW.to_owned())]);
         }
@@ -143,8 +145,9 @@ pub fn decide(req: &Request, routing: &Routing) -> Decision {
     if !unsupported.is_empty() {
         return Decision::reply_with(420, vec![("Unsupported", unsupported.join(", "))]);
     }
-    if *method == Method::Bye {
-        // A redirect server never establishes a dialog.
+    if *method == Method::Bye || *method == Method::Info {
+        // A redirect server never establishes a dialog; INFO during an announcement is taken
+        // by the edge before it asks here.
         return Decision::reply(481);
     }
     // §8.2.3: content processing. We understand SDP (for early media) and nothing else.

@@ -24,7 +24,48 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A pool number whose campaign plays no announcement (so keeps no caller identifier).
+pub const QUIET_NUMBER: &str = "+493055501002";
+/// Length of the test announcement.
+pub const ANNOUNCEMENT_MS: u64 = 400;
+/// A pool number whose campaign plays a longer announcement, for mid-announcement tests.
+pub const LONG_NUMBER: &str = "+493055501003";
+pub const LONG_ANNOUNCEMENT_MS: u64 = 2000;
+
+/// Writes an 8 kHz mono 16-bit WAV tone of `ms` milliseconds.
+pub fn write_tone(path: &Path, ms: u64) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("wav");
+    for i in 0..(ms * 8) {
+        let t = i as f64 / 8000.0;
+        w.write_sample(((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16)
+            .expect("sample");
+    }
+    w.finalize().expect("wav finalize");
+}
+
+/// A media port range of this test's own, so parallel daemons do not compete for ports.
+fn media_ports(data_dir: &Path) -> (u16, u16) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut h);
+    // 250 even ports each: enough for the 200-call test.
+    let base = 20000 + (h.finish() % 80) as u16 * 500;
+    (base, base + 498)
+}
+
 pub fn base_config(data_dir: &Path) -> String {
+    std::fs::create_dir_all(data_dir.parent().expect("parent")).expect("dir");
+    let tone = data_dir.parent().expect("parent").join("announcement.wav");
+    write_tone(&tone, ANNOUNCEMENT_MS);
+    let long = data_dir.parent().expect("parent").join("long.wav");
+    write_tone(&long, LONG_ANNOUNCEMENT_MS);
+    let (port_min, port_max) = media_ports(data_dir);
     format!(
         r#"
 data_dir = "{data}"
@@ -35,6 +76,18 @@ listen = ["127.0.0.1:0"]
 [sip.acl]
 allow = ["127.0.0.0/8", "::1/128"]
 
+[media]
+port_min = {port_min}
+port_max = {port_max}
+
+[announcements.notice]
+version = "test-1"
+file = "{tone}"
+
+[announcements.long]
+version = "long-1"
+file = "{long}"
+
 [numbers]
 default_region = "DE"
 
@@ -42,13 +95,32 @@ default_region = "DE"
 number = "{POOL_NUMBER}"
 campaign = "{POOL_CAMPAIGN}"
 
+[[numbers.pool]]
+number = "{QUIET_NUMBER}"
+campaign = "quiet"
+
+[[numbers.pool]]
+number = "{LONG_NUMBER}"
+campaign = "long-notice"
+
 [campaigns.{POOL_CAMPAIGN}]
 destination = "sip:+493055509000@pbx.example.net;user=phone"
+announcement = "notice"
+
+[campaigns.quiet]
+destination = "tel:+493055509001"
+caller = "drop"
+
+[campaigns.long-notice]
+destination = "tel:+493055509002"
+announcement = "long"
 
 [log]
 level = "debug"
 "#,
-        data = data_dir.display()
+        data = data_dir.display(),
+        tone = tone.display(),
+        long = long.display(),
     )
 }
 
@@ -261,7 +333,13 @@ pub fn udp_exchange(target: SocketAddr, message: &[u8], wait: Duration) -> Optio
 }
 
 /// Like `sipp`, but the carrier sends from the given loopback address.
-pub fn sipp_from(local_ip: &str, scenario: &str, transport: &str, target: SocketAddr, service: &str) -> Output {
+pub fn sipp_from(
+    local_ip: &str,
+    scenario: &str,
+    transport: &str,
+    target: SocketAddr,
+    service: &str,
+) -> Output {
     let scenario = repo().join("fixtures/sipp").join(scenario);
     Command::new("sipp")
         .arg(target.to_string())
@@ -273,3 +351,4 @@ pub fn sipp_from(local_ip: &str, scenario: &str, transport: &str, target: Socket
         .output()
         .expect("sipp must be installed (Debian package sip-tester)")
 }
+pub mod uac;

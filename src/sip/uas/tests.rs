@@ -9,6 +9,7 @@ fn routing() -> Routing {
         campaign_id: "spring".into(),
         destination: "sip:+493055509000@pbx.example.net".into(),
         tracking_number: normalizer.normalize("+493055501000").unwrap(),
+        plan: std::sync::Arc::new(crate::call::disclosure::Plan::none()),
     };
     Routing::new(normalizer, [route])
 }

@@ -1,0 +1,386 @@
+//! The INVITE-for-a-tracking-number flow: the disclosure hook (RFC 3960 early media with an
+//! RFC 4733 objection key, an external announcer, or none), the call's events, then the 302.
+//!
+//! Durability rule: every event of the call is in the outbox before the final response (302,
+//! 487, 503) is sent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{Arrival, Edge, Pending, lock};
+use crate::call::disclosure::WithoutSdp;
+use crate::call::{CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Seconds};
+use crate::media::{self, LocalMedia, PlayOutcome};
+use crate::outbox;
+use crate::sip::transaction::Key;
+use crate::sip::uas::Route;
+use crate::sip::{ReplyHeaders, Request};
+
+/// A call whose announcement is playing: what CANCEL and INFO reach.
+pub(super) struct Control {
+    pub(super) cancel: CancellationToken,
+    pub(super) objected: AtomicBool,
+    pub(super) objection_digit: char,
+}
+
+/// How the flow ends.
+enum Final {
+    Respond {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// The caller cancelled: 487 after the events.
+    Terminated,
+}
+
+/// Everything the flow needs from the INVITE, owned so the flow can run as its own task.
+pub(super) struct Invite {
+    pub(super) req: Request,
+    pub(super) key: Key,
+    pub(super) reply: ReplyHeaders,
+    pub(super) arrival: Arrival,
+    pub(super) to_tag: String,
+    pub(super) at: DateTime<Utc>,
+}
+
+impl Edge {
+    /// Runs the flow and sends the final response.
+    pub(super) async fn redirect(self: Arc<Self>, invite: Invite, route: Arc<Route>) {
+        self.metrics.calls_offered.inc();
+        let cancel = CancellationToken::new();
+        lock(&self.pending).insert(
+            invite.key.clone(),
+            Pending {
+                reply: invite.reply.clone(),
+                to_tag: invite.to_tag.clone(),
+                cancel: Some(cancel.clone()),
+            },
+        );
+        let outcome = self.disclose_and_record(&invite, &route, cancel).await;
+        lock(&self.pending).remove(&invite.key);
+        let (status, headers) = match outcome {
+            Final::Respond { status, headers } => (status, headers),
+            Final::Terminated => (487, Vec::new()),
+        };
+        if status == 302 {
+            self.metrics.calls_redirected.inc();
+            debug!(campaign = %route.campaign_id, "Call redirected.");
+        }
+        let bytes = self.build(
+            &invite.reply,
+            &invite.arrival,
+            status,
+            &invite.to_tag,
+            &headers,
+            None,
+        );
+        self.respond(&invite.key, status, bytes).await;
+    }
+
+    async fn disclose_and_record(
+        &self,
+        invite: &Invite,
+        route: &Route,
+        cancel: CancellationToken,
+    ) -> Final {
+        let identity = self.recorder.identify(&super::caller_input(&invite.req));
+        let plan = route.plan.clone();
+        let redirect = |uri: &str| Final::Respond {
+            status: 302,
+            headers: vec![("Contact", format!("<{uri}>"))],
+        };
+        match plan.hook {
+            Hook::None => {
+                let observed =
+                    self.observe(invite, &identity, route, Disclosure::NotPlayed, None, true);
+                self.record_routed(observed, invite.at, None, redirect(&route.destination))
+                    .await
+            }
+            Hook::External => {
+                let observed =
+                    self.observe(invite, &identity, route, Disclosure::Delegated, None, true);
+                let uri = plan.external_uri.as_deref().unwrap_or(&route.destination);
+                self.record_routed(observed, invite.at, None, redirect(uri))
+                    .await
+            }
+            Hook::EarlyMedia => self.early_media(invite, route, &identity, cancel).await,
+        }
+    }
+
+    async fn early_media(
+        &self,
+        invite: &Invite,
+        route: &Route,
+        identity: &CallerIdentity,
+        cancel: CancellationToken,
+    ) -> Final {
+        let plan = &route.plan;
+        let redirect = Final::Respond {
+            status: 302,
+            headers: vec![("Contact", format!("<{}>", route.destination))],
+        };
+        let Some(announcements) = plan.announcements.clone() else {
+            return Final::Respond {
+                status: 500,
+                headers: Vec::new(),
+            };
+        };
+        // No SDP (or an offer that will not receive): no early media possible.
+        let local = |port| LocalMedia {
+            addr: self.media.address,
+            port,
+            session_id: rand::random::<u32>().into(),
+        };
+        let media = if invite.req.body.is_empty() {
+            None
+        } else {
+            match self.bind_media().await {
+                Some(media) => Some(media),
+                None => {
+                    return Final::Respond {
+                        status: 503,
+                        headers: vec![("Retry-After", "5".to_owned())],
+                    };
+                }
+            }
+        };
+        let negotiated = match media {
+            None => None,
+            Some((lease, socket)) => {
+                match media::negotiate(&invite.req.body, local(lease.port())) {
+                    Ok(answer) if answer.direction.sends() => Some((answer, lease, socket)),
+                    Ok(_) => None,
+                    Err(err) => {
+                        debug!(error = %err, "SDP offer refused.");
+                        let status = err.sip_status();
+                        return Final::Respond {
+                            status,
+                            headers: vec![("Accept", "application/sdp".to_owned())],
+                        };
+                    }
+                }
+            }
+        };
+        let Some((answer, lease, socket)) = negotiated else {
+            let observed = self.observe(invite, identity, route, Disclosure::Skipped, None, false);
+            return match plan.without_sdp {
+                WithoutSdp::Skip => {
+                    self.record_routed(observed, invite.at, None, redirect)
+                        .await
+                }
+                WithoutSdp::Reject => {
+                    let Ok(observed) = observed else {
+                        return Final::Respond {
+                            status: 500,
+                            headers: Vec::new(),
+                        };
+                    };
+                    match self.append(&[observed.offered(invite.at)]).await {
+                        Ok(()) => Final::Respond {
+                            status: 403,
+                            headers: Vec::new(),
+                        },
+                        Err(refusal) => refusal,
+                    }
+                }
+            };
+        };
+        let control = Arc::new(Control {
+            cancel: cancel.clone(),
+            objected: AtomicBool::new(false),
+            objection_digit: plan.objection_digit,
+        });
+        lock(&self.calls).insert(invite.req.call_id().to_owned(), control.clone());
+        let sdp = Bytes::from(answer.sdp.clone().into_bytes());
+        let progress = self.build(
+            &invite.reply,
+            &invite.arrival,
+            183,
+            &invite.to_tag,
+            &[("Allow", crate::sip::uas::ALLOW.to_owned())],
+            Some(("application/sdp", sdp)),
+        );
+        self.respond(&invite.key, 183, progress.clone()).await;
+        let country = match identity {
+            CallerIdentity::Number(n) => Some(n.country_code()),
+            CallerIdentity::Withheld => None,
+        };
+        let announcement = announcements.for_caller(country);
+        let play = media::play(
+            socket,
+            answer.remote,
+            announcement.clone(),
+            answer.codec,
+            answer.te_pt,
+            plan.objection_digit,
+            cancel,
+        );
+        let outcome = self.play_with_refresh(play, &invite.key, progress).await;
+        lock(&self.calls).remove(invite.req.call_id());
+        drop(lease);
+
+        let objected = outcome.objected || control.objected.load(Ordering::Relaxed);
+        let played = Seconds::from_duration(outcome.played);
+        let disclosed = Disclosed {
+            announcement_id: announcement.id.clone(),
+            announcement_version: announcement.version.clone(),
+            hook: Hook::EarlyMedia,
+            played,
+            complete: outcome.complete,
+        };
+        let disclosure = if outcome.complete {
+            Disclosure::Played
+        } else {
+            Disclosure::Partial
+        };
+        if outcome.cancelled && !objected {
+            // The caller hung up during the announcement: no routing, the events say how far in.
+            let observed = self.observe(
+                invite,
+                identity,
+                route,
+                disclosure,
+                Some(Consent::Unknown),
+                true,
+            );
+            let Ok(observed) = observed else {
+                return Final::Terminated;
+            };
+            let now = Utc::now();
+            let events = [
+                observed.offered(invite.at),
+                observed.disclosed(now, disclosed),
+                observed.abandoned(now, played),
+            ];
+            let _ = self.append(&events).await;
+            return Final::Terminated;
+        }
+        let consent = if objected {
+            Consent::Objected
+        } else {
+            Consent::Informed
+        };
+        let observed = self.observe(invite, identity, route, disclosure, Some(consent), true);
+        self.record_routed(observed, invite.at, Some(disclosed), redirect)
+            .await
+    }
+
+    /// A leased RTP port with its socket. A port another process holds is skipped (its lease
+    /// goes back to the end of the queue), a few times at most.
+    async fn bind_media(&self) -> Option<(media::PortLease, UdpSocket)> {
+        for _ in 0..8 {
+            let lease = self.media.ports.acquire()?;
+            if let Ok(socket) = UdpSocket::bind((self.media.address, lease.port())).await {
+                return Some((lease, socket));
+            }
+        }
+        None
+    }
+
+    /// Plays while resending the 183 every `refresh` (carriers' provisional timers).
+    async fn play_with_refresh(
+        &self,
+        play: impl Future<Output = PlayOutcome>,
+        key: &Key,
+        progress: Bytes,
+    ) -> PlayOutcome {
+        tokio::pin!(play);
+        let start = tokio::time::Instant::now() + self.media.refresh;
+        let mut refresh = tokio::time::interval_at(start, self.media.refresh);
+        loop {
+            tokio::select! {
+                outcome = &mut play => return outcome,
+                _ = refresh.tick() => self.respond(key, 183, progress.clone()).await,
+            }
+        }
+    }
+
+    fn observe(
+        &self,
+        invite: &Invite,
+        identity: &CallerIdentity,
+        route: &Route,
+        disclosure: Disclosure,
+        consent: Option<Consent>,
+        informed: bool,
+    ) -> Result<Observed, crate::call::KeyError> {
+        self.recorder.observe(
+            invite.req.call_id(),
+            identity,
+            disclosure,
+            consent,
+            informed,
+            &route.campaign_id,
+            &route.tracking_number,
+            invite.at,
+        )
+    }
+
+    /// offered (+ disclosed) + routed, then the redirect.
+    async fn record_routed(
+        &self,
+        observed: Result<Observed, crate::call::KeyError>,
+        offered_at: DateTime<Utc>,
+        disclosed: Option<Disclosed>,
+        redirect: Final,
+    ) -> Final {
+        let observed = match observed {
+            Ok(observed) => observed,
+            Err(err) => {
+                warn!(error = %err, "Call could not be recorded; refusing it.");
+                return Final::Respond {
+                    status: 500,
+                    headers: Vec::new(),
+                };
+            }
+        };
+        let now = Utc::now();
+        let mut events = vec![observed.offered(offered_at)];
+        if let Some(disclosed) = disclosed {
+            events.push(observed.disclosed(now, disclosed));
+        }
+        events.push(observed.routed(now));
+        match self.append(&events).await {
+            Ok(()) => redirect,
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Appends a call's events in one batch; a refusal becomes the 503 to send.
+    async fn append(&self, events: &[Vec<u8>]) -> Result<(), Final> {
+        let lines: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        match self.outbox.append_batch(&lines).await {
+            Ok(_) => {
+                self.metrics.events_written.add(lines.len() as u64);
+                Ok(())
+            }
+            Err(outbox::Error::Full) => {
+                if let Some(suppressed) = self.outbox_full.record(&self.metrics.outbox_full) {
+                    warn!(
+                        suppressed,
+                        "Outbox full; refusing calls with 503 until it drains."
+                    );
+                }
+                Err(Final::Respond {
+                    status: 503,
+                    headers: vec![("Retry-After", "30".to_owned())],
+                })
+            }
+            Err(err) => {
+                if let Some(suppressed) = self.outbox_error.record(&self.metrics.outbox_errors) {
+                    warn!(error = %err, suppressed, "Outbox write failed; refusing calls with 503.");
+                }
+                Err(Final::Respond {
+                    status: 503,
+                    headers: vec![("Retry-After", "30".to_owned())],
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The disclosure announcement as a carrier and a caller's phone see it: 183 with an SDP answer,
+//! G.711 RTP paced at 20 ms, the objection key (RFC 4733 and SIP INFO), CANCEL mid-announcement,
+//! and many calls at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::uac::{Packet, Uac};
+use common::*;
+
+/// Timing assertions measure arrival times on this machine's two cores: the tests of this file
+/// run one at a time so they do not measure each other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn events_of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["event_type"] == kind).collect()
+}
+
+/// How far the stream's pace drifted from 20 ms per packet over the file: the median offset of
+/// the last ten packets from their ideal times minus that of the first ten. Medians keep one late
+/// wake-up of the receiving thread from counting as drift.
+fn drift(packets: &[Packet]) -> Duration {
+    let start = packets[0].at;
+    let offsets: Vec<f64> = packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.at - start).as_secs_f64() - 0.020 * i as f64)
+        .collect();
+    let median = |xs: &[f64]| {
+        let mut v = xs.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let n = offsets.len().min(10);
+    Duration::from_secs_f64((median(&offsets[offsets.len() - n..]) - median(&offsets[..n])).abs())
+}
+
+fn assert_stream(packets: &[Packet], pt: u8, duration_ms: u64) {
+    let expected = (duration_ms / 20) as usize;
+    assert!(
+        packets.len().abs_diff(expected) <= 1,
+        "{} packets for a {duration_ms} ms file (expected {expected} ±1)",
+        packets.len()
+    );
+    assert!(packets[0].marker(), "marker bit on the first packet");
+    for pair in packets.windows(2) {
+        assert_eq!(
+            pair[1].seq(),
+            pair[0].seq().wrapping_add(1),
+            "sequence steps by 1"
+        );
+        assert_eq!(
+            pair[1].ts(),
+            pair[0].ts().wrapping_add(160),
+            "timestamp steps by 160"
+        );
+        assert_eq!(pair[1].ssrc(), pair[0].ssrc(), "one SSRC");
+        assert!(!pair[1].marker(), "marker only on the first packet");
+    }
+    for p in packets {
+        assert_eq!(p.pt(), pt);
+        assert_eq!(p.bytes.len(), 12 + 160, "20 ms of G.711 per packet");
+    }
+}
+
+#[test]
+fn early_media_answers_183_streams_the_announcement_then_redirects() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, POOL_NUMBER);
+    let rtp = uac.receive(Duration::from_millis(300));
+    uac.invite("0 8 101");
+    let progress = uac.expect(183, "INVITE");
+    assert!(progress.contains("Content-Type: application/sdp"));
+    assert!(progress.contains("m=audio "), "{progress}");
+    assert!(
+        progress.contains("RTP/AVP 0 101"),
+        "PCMU, the offer's first codec, and telephone-event: {progress}"
+    );
+    assert!(progress.contains("a=sendrecv"));
+    let redirect = uac.expect(302, "INVITE");
+    assert!(redirect.contains("Contact: <sip:+493055509000@pbx.example.net;user=phone>"));
+    uac.ack();
+    let packets = rtp.finish();
+    assert_stream(&packets, 0, ANNOUNCEMENT_MS);
+    let events = daemon.wait_events(3);
+    let disclosed = events_of_type(&events, "call.disclosed");
+    assert_eq!(disclosed.len(), 1);
+    assert_eq!(disclosed[0]["complete"], true);
+    assert_eq!(disclosed[0]["played_seconds"], 0.4);
+    assert_eq!(disclosed[0]["consent"], "informed");
+}
+
+#[test]
+fn pcma_is_used_when_the_offer_prefers_it_and_no_common_codec_is_488() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, POOL_NUMBER);
+    let rtp = uac.receive(Duration::from_millis(300));
+    uac.invite("8 0");
+    uac.expect(302, "INVITE");
+    uac.ack();
+    assert_stream(&rtp.finish(), 8, ANNOUNCEMENT_MS);
+
+    let uac = Uac::new(daemon.addr, POOL_NUMBER);
+    uac.invite("18");
+    uac.expect(488, "INVITE");
+    uac.ack();
+}
+
+#[test]
+fn long_announcement_keeps_timing_without_drift() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, LONG_NUMBER);
+    let rtp = uac.receive(Duration::from_millis(300));
+    uac.invite("0 101");
+    uac.expect(302, "INVITE");
+    uac.ack();
+    let packets = rtp.finish();
+    assert_stream(&packets, 0, LONG_ANNOUNCEMENT_MS);
+    let span = packets.last().unwrap().at - packets[0].at;
+    let ideal = Duration::from_millis(20 * (packets.len() as u64 - 1));
+    assert!(
+        span.abs_diff(ideal) <= Duration::from_millis(20),
+        "drift {span:?} vs {ideal:?}"
+    );
+}
+
+#[test]
+fn objection_digit_by_rfc4733_drops_pseudonym_and_region_but_still_routes() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, LONG_NUMBER);
+    let rtp = uac.receive(Duration::from_millis(300));
+    uac.invite("0 101");
+    uac.expect(183, "INVITE");
+    // Wait for the first RTP packet to learn the daemon's media address, then press 9.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    let source = loop {
+        assert!(Instant::now() < deadline, "no RTP");
+        if let Ok((_, from)) = uac.media.peek_from(&mut buf) {
+            break from;
+        }
+    };
+    uac.send_dtmf(source, 9);
+    uac.expect(302, "INVITE");
+    uac.ack();
+    let packets = rtp.finish();
+    assert!(
+        packets.len() < (LONG_ANNOUNCEMENT_MS / 20) as usize,
+        "playback stopped at the objection"
+    );
+    let events = daemon.wait_events(3);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    for e in &events {
+        assert_eq!(e["consent"], "objected");
+        assert!(e.get("caller_pseudonym").is_none(), "{e}");
+        assert!(e.get("caller_region").is_none(), "{e}");
+        assert_eq!(e["campaign_id"], "long-notice");
+    }
+    assert_eq!(
+        events_of_type(&events, "call.routed").len(),
+        1,
+        "objecting is not hanging up"
+    );
+}
+
+#[test]
+fn objection_by_sip_info_is_honoured() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, LONG_NUMBER);
+    uac.invite("0 101");
+    uac.expect(183, "INVITE");
+    uac.info_digit('9');
+    uac.expect(200, "INFO");
+    uac.expect(302, "INVITE");
+    uac.ack();
+    let events = daemon.wait_events(3);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["consent"] == "objected" && e.get("caller_pseudonym").is_none())
+    );
+}
+
+#[test]
+fn cancel_mid_announcement_stops_the_stream_and_records_the_abandonment() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, LONG_NUMBER);
+    let rtp = uac.receive(Duration::from_millis(500));
+    uac.invite("0 101");
+    uac.expect(183, "INVITE");
+    std::thread::sleep(Duration::from_millis(500));
+    let cancelled_at = Instant::now();
+    uac.cancel();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let (status, method, _) = uac.response().expect("responses to CANCEL and INVITE");
+        if status >= 200 {
+            got.push((status, method));
+        }
+    }
+    assert!(got.contains(&(200, "CANCEL".to_owned())), "{got:?}");
+    assert!(got.contains(&(487, "INVITE".to_owned())), "{got:?}");
+    uac.ack();
+    let packets = rtp.finish();
+    let last = packets.last().unwrap().at;
+    assert!(
+        last <= cancelled_at + Duration::from_millis(100),
+        "stream stopped {:?} after the CANCEL",
+        last.saturating_duration_since(cancelled_at)
+    );
+    let events = daemon.wait_events(3);
+    let abandoned = events_of_type(&events, "call.abandoned");
+    assert_eq!(abandoned.len(), 1, "{events:#?}");
+    let played = abandoned[0]["played_seconds"].as_f64().unwrap();
+    assert!(
+        (0.3..1.5).contains(&played),
+        "hung up about 0.5 s in, got {played}"
+    );
+    assert!(events_of_type(&events, "call.routed").is_empty());
+    assert_eq!(
+        events_of_type(&events, "call.disclosed")[0]["complete"],
+        false
+    );
+}
+
+#[test]
+fn invite_without_sdp_skips_the_announcement_and_keeps_no_caller_identifier() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let out = sipp("uac_not_found.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
+    // uac_not_found expects 404; a pool number answers 302, so sipp reports the mismatch.
+    assert!(!out.status.success());
+    let events = daemon.wait_events(2);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for e in &events {
+        assert_eq!(e["disclosure"], "skipped");
+        assert!(e.get("caller_pseudonym").is_none());
+    }
+}
+
+#[test]
+fn two_hundred_concurrent_announced_calls_complete_without_drift() {
+    let _serial = serial();
+    let daemon = Daemon::start("");
+    let calls: Vec<_> = (0..200)
+        .map(|_| {
+            let addr = daemon.addr;
+            std::thread::spawn(move || {
+                let uac = Uac::new(addr, LONG_NUMBER);
+                let rtp = uac.receive(Duration::from_millis(400));
+                uac.invite("0 101");
+                uac.expect(302, "INVITE");
+                uac.ack();
+                rtp.finish()
+            })
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    for call in calls {
+        let packets = call.join().unwrap();
+        assert_stream(&packets, 0, LONG_ANNOUNCEMENT_MS);
+        worst = worst.max(drift(&packets));
+    }
+    assert!(
+        worst <= Duration::from_millis(20),
+        "worst drift over the file: {worst:?}"
+    );
+    let events = daemon.wait_events(600);
+    assert_eq!(events_of_type(&events, "call.routed").len(), 200);
+}
