@@ -12,8 +12,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::call::correlate::{self, Correlator};
 use crate::call::disclosure::{Plan, WithoutSdp};
 use crate::call::{CallerPolicy, Keyring, Policy, Recorder};
+use crate::cdr::complete::Completer;
+use crate::cdr::service::Ingestor;
 use crate::config::{self, Config, Transport};
 use crate::media::PortPool;
 use crate::media::announcements::Announcements;
@@ -42,6 +45,8 @@ pub enum StartError {
     Announcement(String),
     #[error("media: {0}")]
     Media(String),
+    #[error("{0}")]
+    Cdr(String),
     #[error("cannot listen on {addr} ({transport}): {source}")]
     Bind {
         addr: SocketAddr,
@@ -54,6 +59,8 @@ pub enum StartError {
 pub struct Daemon {
     edge: Arc<Edge>,
     outbox: Outbox,
+    correlator: Arc<Correlator>,
+    ingestor: Arc<Ingestor>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     config: Config,
@@ -130,6 +137,63 @@ pub fn routing(config: &Config) -> Result<Routing, StartError> {
     Ok(Routing::new(normalizer, routes))
 }
 
+/// Tracking number (E.164) → campaign, for CDR rows.
+pub fn pool_map(config: &Config) -> Result<HashMap<String, String>, StartError> {
+    let normalizer = config
+        .numbers
+        .normalizer()
+        .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let mut pool = HashMap::new();
+    for entry in &config.numbers.pool {
+        let number = normalizer
+            .normalize(&entry.number)
+            .map_err(|e| StartError::Numbers(e.to_string()))?;
+        pool.insert(number.as_str().to_owned(), entry.campaign.clone());
+    }
+    Ok(pool)
+}
+
+/// The SIP calls CDR rows can join, kept under the data directory.
+pub fn correlator(config: &Config) -> Arc<Correlator> {
+    let limits = correlate::Limits {
+        capacity: config.cdr.correlation_capacity,
+        max_age: chrono::TimeDelta::hours(
+            i64::try_from(config.cdr.correlation_hours).unwrap_or(48),
+        ),
+    };
+    Arc::new(Correlator::open(
+        &config.data_dir,
+        limits,
+        chrono::Utc::now(),
+    ))
+}
+
+/// The CDR ingest state and pipeline, shared by the daemon's feeds and `cdr import`.
+pub fn ingestor(
+    config: &Config,
+    recorder: Arc<Recorder>,
+    outbox: Outbox,
+) -> Result<Ingestor, StartError> {
+    let normalizer = config
+        .numbers
+        .normalizer()
+        .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let tolerance = chrono::TimeDelta::seconds(
+        i64::try_from(config.cdr.correlation_tolerance_seconds).unwrap_or(120),
+    );
+    let completer = Completer::new(recorder, normalizer, pool_map(config)?, tolerance);
+    let window =
+        chrono::TimeDelta::days(i64::try_from(config.cdr.duplicate_window_days).unwrap_or(14));
+    Ingestor::open(
+        &config.data_dir,
+        window,
+        completer,
+        outbox,
+        config.cdr.all_formats(),
+    )
+    .map_err(|e| StartError::Cdr(e.to_string()))
+}
+
 /// The call recorder with each campaign's minimization policy.
 pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartError> {
     let normalizer = config
@@ -192,7 +256,9 @@ impl Daemon {
         }
         let outbox = open_outbox(&config)?;
         let routing = routing(&config)?;
-        let recorder = recorder(keyring, &config)?;
+        let correlator = correlator(&config);
+        let recorder = Arc::new(recorder(keyring, &config)?.with_correlator(correlator.clone()));
+        let ingestor = Arc::new(ingestor(&config, recorder.clone(), outbox.clone())?);
         let timers = Timers {
             t1: Duration::from_millis(config.sip.timers.t1_ms),
             t2: Duration::from_millis(config.sip.timers.t2_ms),
@@ -216,6 +282,8 @@ impl Daemon {
         Ok(Self {
             edge,
             outbox,
+            correlator,
+            ingestor,
             udp,
             tcp,
             config,
@@ -267,6 +335,15 @@ impl Daemon {
             ));
         }
         tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
+        tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
+        if !self.config.cdr.feeds.is_empty() {
+            tasks.spawn(crate::cdr::service::run(
+                self.ingestor.clone(),
+                self.config.cdr.feeds.clone(),
+                self.config.cdr.quarantine_days,
+                shutdown.clone(),
+            ));
+        }
         tasks.spawn(retention_loop(
             self.outbox.clone(),
             self.config.outbox.retention_hours,
@@ -281,6 +358,9 @@ impl Daemon {
         watchdog.abort();
         if let Err(err) = self.outbox.flush().await {
             warn!(error = %err, "Final outbox sync failed.");
+        }
+        if let Err(err) = self.correlator.persist() {
+            warn!(error = %err, "Correlation index not saved.");
         }
         info!("Stopped.");
     }
@@ -349,6 +429,23 @@ async fn timer_loop(edge: Arc<Edge>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             now = tick.tick() => { edge.tick(now).await; }
+        }
+    }
+}
+
+/// Saves the correlation index every minute, so a crash loses at most a minute of joins.
+async fn persist_loop(correlator: Arc<Correlator>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let c = correlator.clone();
+                if let Ok(Err(err)) = tokio::task::spawn_blocking(move || c.persist()).await {
+                    warn!(error = %err, "Correlation index not saved.");
+                }
+            }
         }
     }
 }

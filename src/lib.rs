@@ -1,6 +1,7 @@
 //! calltrackd: calls and CDRs come in, become minimized events, and go out.
 
 pub mod call;
+pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod media;

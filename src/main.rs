@@ -42,6 +42,26 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Carrier CDR files.
+    Cdr {
+        #[command(subcommand)]
+        command: CdrCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CdrCommand {
+    /// Ingest one CDR file once, through the same path as a feed (stop the daemon first: the
+    /// outbox has one writer).
+    Import {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+        /// The CDR file (plain or .gz).
+        file: PathBuf,
+        /// A [cdr.formats] name or a built-in preset.
+        #[arg(long)]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,7 +127,60 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command),
+        Command::Cdr {
+            command:
+                CdrCommand::Import {
+                    config,
+                    file,
+                    format,
+                },
+        } => cdr_import(&config, &file, &format),
     }
+}
+
+fn cdr_import(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    format: &str,
+) -> anyhow::Result<ExitCode> {
+    let config = config::load(config)?;
+    calltrackd::ops::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let _guard = runtime.enter();
+    daemon::create_data_dir(&config.data_dir)?;
+    let keyring = daemon::open_keyring(&config)?;
+    let outbox = daemon::open_outbox(&config)?;
+    let correlator = daemon::correlator(&config);
+    let recorder =
+        std::sync::Arc::new(daemon::recorder(keyring, &config)?.with_correlator(correlator));
+    let ingestor = daemon::ingestor(&config, recorder, outbox.clone())?;
+    let Some(fmt) = ingestor.format(format).cloned() else {
+        anyhow::bail!("unknown CDR format {format:?} (see [cdr.formats] and the built-in presets)");
+    };
+    let after = calltrackd::cdr::After::Keep;
+    let report = ingestor.ingest(file, "import", &fmt, after, false, runtime.handle().clone())?;
+    runtime.block_on(outbox.flush())?;
+    let counts = &ingestor.counts;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "rows: {} ok, {} quarantined, {} duplicates, {} not for a tracking number, {} refused; events: {}{}",
+        report.rows_ok,
+        report.rows_quarantined,
+        report.duplicates,
+        load(&counts.ignored),
+        load(&counts.refused),
+        load(&counts.events),
+        if report.skipped_already_done {
+            " (file already ingested)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -4,6 +4,7 @@
 //! Everything here is sans-IO except the keyring, which owns its key files.
 
 pub mod caller;
+pub mod correlate;
 pub mod disclosure;
 pub mod epoch;
 pub mod event;

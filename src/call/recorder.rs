@@ -3,20 +3,42 @@
 //! the Call-ID becomes a keyed call key. Nothing raw survives past this point.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::correlate::{self, Correlator};
 use super::{
     CallEvent, CallerFields, CallerIdentity, CallerInput, CallerPolicy, Common, Consent, Disclosed,
     Disclosure, E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify,
     minimize,
 };
+use super::{Completed, Correlation, Disposition};
 
 pub struct Recorder {
     keyring: Keyring,
     normalizer: Normalizer,
     policies: HashMap<String, Policy>,
     default_policy: Policy,
+    correlator: Option<Arc<Correlator>>,
+}
+
+/// A carrier's record of a call's end, numbers already normalized.
+#[derive(Debug, Clone)]
+pub struct CdrFacts<'a> {
+    /// `<feed>/<record id>`: names an uncorrelated call stably.
+    pub record_key: &'a str,
+    pub call_id: Option<&'a str>,
+    pub caller: &'a CallerIdentity,
+    pub campaign_id: &'a str,
+    pub tracking_number: &'a E164,
+    pub start: DateTime<Utc>,
+    pub answered: Option<DateTime<Utc>>,
+    pub ended: Option<DateTime<Utc>>,
+    pub duration_seconds: u64,
+    pub disposition: Disposition,
+    /// How far apart a CDR's start and the SIP offer may be for a heuristic join.
+    pub tolerance: chrono::TimeDelta,
 }
 
 /// A call's minimized identity, computed once and shared by all its events.
@@ -42,7 +64,119 @@ impl Recorder {
             normalizer,
             policies,
             default_policy,
+            correlator: None,
         }
+    }
+
+    /// Remembers SIP calls for joining CDRs later.
+    pub fn with_correlator(mut self, correlator: Arc<Correlator>) -> Self {
+        self.correlator = Some(correlator);
+        self
+    }
+
+    pub fn correlator(&self) -> Option<&Arc<Correlator>> {
+        self.correlator.as_ref()
+    }
+
+    fn match_key(
+        &self,
+        tracking: &E164,
+        caller: &CallerIdentity,
+        at: DateTime<Utc>,
+    ) -> Option<String> {
+        let CallerIdentity::Number(number) = caller else {
+            return None;
+        };
+        let input = format!("{}|{}", tracking.as_str(), number.as_str());
+        self.keyring
+            .pseudonymize(Purpose::Record, input.as_bytes(), at)
+            .ok()
+            .map(|p| p.value)
+    }
+
+    /// Adds a recorded SIP call to the correlation index.
+    pub fn remember(&self, observed: &Observed, identity: &CallerIdentity, at: DateTime<Utc>) {
+        let Some(correlator) = &self.correlator else {
+            return;
+        };
+        let entry = correlate::Entry {
+            call_key: observed.call_key.value.clone(),
+            key_id: observed.call_key.key_id.clone(),
+            campaign_id: observed.campaign_id.clone(),
+            tracking_number: observed.tracking_number.as_str().to_owned(),
+            match_key: self.match_key(&observed.tracking_number, identity, at),
+            consent: observed.consent,
+            disclosure: observed.disclosure,
+            offered_at: at,
+        };
+        correlator.insert(entry, Utc::now());
+    }
+
+    /// The `call.completed` event for a CDR row, joined to its SIP call where one is known. A
+    /// caller keeps an identifier only if the SIP side informed them and they did not object.
+    pub fn completed(&self, facts: &CdrFacts<'_>) -> Result<Vec<u8>, KeyError> {
+        let at = facts.start;
+        let joined = self.correlator.as_ref().and_then(|c| {
+            let exact = facts.call_id.and_then(|id| {
+                let key = self
+                    .keyring
+                    .pseudonymize(Purpose::CallKey, id.as_bytes(), at)
+                    .ok()?;
+                c.by_call_key(&key.value).map(|e| (e, Correlation::Sip))
+            });
+            exact.or_else(|| {
+                let key = self.match_key(facts.tracking_number, facts.caller, at)?;
+                c.by_heuristic(&key, at, facts.tolerance)
+                    .map(|e| (e, Correlation::Heuristic))
+            })
+        });
+        let (call_key, consent, disclosure, informed, correlated) = match joined {
+            Some((entry, how)) => {
+                let informed = matches!(
+                    entry.disclosure,
+                    Disclosure::Played
+                        | Disclosure::Partial
+                        | Disclosure::Delegated
+                        | Disclosure::NotPlayed
+                );
+                let key = Pseudonym {
+                    key_id: entry.key_id,
+                    value: entry.call_key,
+                };
+                (key, entry.consent, entry.disclosure, informed, how)
+            }
+            None => {
+                let key =
+                    self.keyring
+                        .pseudonymize(Purpose::CallKey, facts.record_key.as_bytes(), at)?;
+                (key, None, Disclosure::NotPlayed, false, Correlation::None)
+            }
+        };
+        let mut policy = *self
+            .policies
+            .get(facts.campaign_id)
+            .unwrap_or(&self.default_policy);
+        if !informed {
+            policy.caller = CallerPolicy::Drop;
+        }
+        let caller = minimize(facts.caller, consent, &policy, &self.keyring, at)?;
+        let common = Common::new(
+            facts.ended.unwrap_or(at),
+            call_key,
+            facts.campaign_id,
+            facts.tracking_number.clone(),
+            caller,
+            disclosure,
+            consent,
+        );
+        let completed = Completed {
+            answered_at: facts.answered,
+            ended_at: facts.ended,
+            duration_seconds: facts.duration_seconds,
+            disposition: facts.disposition,
+            correlated,
+        };
+        Ok(CallEvent::completed(common, completed).to_json_line())
     }
 
     pub fn keyring(&self) -> &Keyring {

@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default)]
     pub announcements: BTreeMap<String, Announcement>,
     #[serde(default)]
+    pub cdr: Cdr,
+    #[serde(default)]
     pub privacy: Privacy,
     #[serde(default)]
     pub outbox: Outbox,
@@ -417,5 +419,71 @@ impl Config {
         } else {
             self.data_dir.join(p)
         }
+    }
+}
+
+/// Carrier CDR feeds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cdr {
+    /// Carrier layouts by name, besides the built-in presets (`telekom-style`,
+    /// `sipcarrier-csv`, `legacy-noheader`).
+    #[serde(default)]
+    pub formats: BTreeMap<String, crate::cdr::Format>,
+    /// Spool directories to watch.
+    #[serde(default)]
+    pub feeds: Vec<crate::cdr::Feed>,
+    /// A CDR without a Call-ID joins a SIP call whose offer was this close to its start.
+    #[serde(default = "default_tolerance")]
+    pub correlation_tolerance_seconds: u64,
+    /// How long SIP calls stay joinable (hours).
+    #[serde(default = "default_correlation_hours")]
+    pub correlation_hours: u64,
+    /// Upper bound on joinable SIP calls kept.
+    #[serde(default = "default_correlation_capacity")]
+    pub correlation_capacity: usize,
+    /// Quarantined rows (the only place raw numbers rest) are purged after this many days.
+    #[serde(default = "default_quarantine_days")]
+    pub quarantine_days: u64,
+    /// Record ids seen within this many days are dropped as duplicates.
+    #[serde(default = "default_duplicate_days")]
+    pub duplicate_window_days: u64,
+}
+
+impl Default for Cdr {
+    fn default() -> Self {
+        Self {
+            formats: BTreeMap::new(),
+            feeds: Vec::new(),
+            correlation_tolerance_seconds: default_tolerance(),
+            correlation_hours: default_correlation_hours(),
+            correlation_capacity: default_correlation_capacity(),
+            quarantine_days: default_quarantine_days(),
+            duplicate_window_days: default_duplicate_days(),
+        }
+    }
+}
+fn default_tolerance() -> u64 {
+    120
+}
+fn default_correlation_hours() -> u64 {
+    48
+}
+fn default_correlation_capacity() -> usize {
+    1_000_000
+}
+fn default_quarantine_days() -> u64 {
+    30
+}
+fn default_duplicate_days() -> u64 {
+    14
+}
+
+impl Cdr {
+    /// Built-in presets with the configured formats over them.
+    pub fn all_formats(&self) -> BTreeMap<String, crate::cdr::Format> {
+        let mut all = crate::cdr::builtin_presets().unwrap_or_default();
+        all.extend(self.formats.clone());
+        all
     }
 }

@@ -102,6 +102,29 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             ));
         }
     }
+    let formats = config.cdr.all_formats();
+    for (name, format) in &config.cdr.formats {
+        if let Err(err) = format.validate() {
+            problems.push((format!("cdr.formats.{name}"), err.to_string()));
+        }
+    }
+    for (i, feed) in config.cdr.feeds.iter().enumerate() {
+        if let Err(err) = feed.validate() {
+            problems.push((format!("cdr.feeds[{i}]"), err.to_string()));
+        }
+        if !formats.contains_key(&feed.format) {
+            problems.push((
+                format!("cdr.feeds[{i}].format"),
+                "no such format in [cdr.formats] or the presets".to_owned(),
+            ));
+        }
+    }
+    if config.cdr.correlation_capacity == 0 || config.cdr.quarantine_days == 0 {
+        problems.push((
+            "cdr".into(),
+            "correlation_capacity and quarantine_days must be at least 1".to_owned(),
+        ));
+    }
     let media = &config.media;
     if media.port_min < 1024 || media.port_min >= media.port_max {
         problems.push((

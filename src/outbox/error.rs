@@ -7,6 +7,8 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Appending would push the bytes on disk past `Options::max_bytes` (the SIP edge answers 503).
+    #[error("outbox is in use by another process (its LOCK file is held)")]
+    Locked,
     #[error("outbox is full")]
     Full,
     /// An event line contained a line feed, which would split it into two records.

@@ -81,6 +81,8 @@ pub(super) struct Shared {
     pub stats: Stats,
     pub readers: Mutex<HashSet<String>>,
     pub report: OpenReport,
+    /// Held for the outbox's lifetime: the OS releases the lock when the process dies.
+    _lock: std::fs::File,
 }
 
 pub(super) struct Inner {
@@ -119,6 +121,15 @@ impl Outbox {
             .mode(DIR_MODE)
             .create(dir.join("readers"))
             .map_err(|e| Error::io("creating directory", "readers", e))?;
+        // One writer per directory: a second process (a `cdr import` beside a running daemon)
+        // would interleave segments and corrupt the log.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(|e| Error::io("opening", "LOCK", e))?;
+        lock.try_lock().map_err(|_| Error::Locked)?;
 
         let stats = Stats::default();
         let mut bases = segment::list(&dir)?;
@@ -173,6 +184,7 @@ impl Outbox {
         );
 
         let shared = Arc::new(Shared {
+            _lock: lock,
             dir,
             opts,
             w: Mutex::new(Writer {

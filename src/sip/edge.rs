@@ -94,7 +94,7 @@ pub struct Edge {
     calls: Mutex<HashMap<String, Arc<Control>>>,
     media: MediaSettings,
     routing: Routing,
-    recorder: Recorder,
+    recorder: Arc<Recorder>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
     server_header: String,
@@ -113,7 +113,7 @@ impl Edge {
     pub fn new(
         table: Transactions<ReplyTo>,
         routing: Routing,
-        recorder: Recorder,
+        recorder: Arc<Recorder>,
         outbox: Outbox,
         metrics: Arc<Metrics>,
         server_header: String,

@@ -267,7 +267,9 @@ pub fn read_events(outbox: &Path) -> Vec<serde_json::Value> {
     let mut events = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        for line in text.lines().filter(|l| !l.is_empty()) {
+        // A line still being written (no newline yet) is not an event yet.
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        for line in complete.lines().filter(|l| !l.is_empty()) {
             events.push(serde_json::from_str(line).expect("outbox line is JSON"));
         }
     }

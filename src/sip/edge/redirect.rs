@@ -99,14 +99,20 @@ impl Edge {
             Hook::None => {
                 let observed =
                     self.observe(invite, &identity, route, Disclosure::NotPlayed, None, true);
-                self.record_routed(observed, invite.at, None, redirect(&route.destination))
-                    .await
+                self.record_routed(
+                    observed,
+                    &identity,
+                    invite.at,
+                    None,
+                    redirect(&route.destination),
+                )
+                .await
             }
             Hook::External => {
                 let observed =
                     self.observe(invite, &identity, route, Disclosure::Delegated, None, true);
                 let uri = plan.external_uri.as_deref().unwrap_or(&route.destination);
-                self.record_routed(observed, invite.at, None, redirect(uri))
+                self.record_routed(observed, &identity, invite.at, None, redirect(uri))
                     .await
             }
             Hook::EarlyMedia => self.early_media(invite, route, &identity, cancel).await,
@@ -171,7 +177,7 @@ impl Edge {
             let observed = self.observe(invite, identity, route, Disclosure::Skipped, None, false);
             return match plan.without_sdp {
                 WithoutSdp::Skip => {
-                    self.record_routed(observed, invite.at, None, redirect)
+                    self.record_routed(observed, identity, invite.at, None, redirect)
                         .await
                 }
                 WithoutSdp::Reject => {
@@ -258,7 +264,9 @@ impl Edge {
                 observed.disclosed(now, disclosed),
                 observed.abandoned(now, played),
             ];
-            let _ = self.append(&events).await;
+            if self.append(&events).await.is_ok() {
+                self.recorder.remember(&observed, identity, invite.at);
+            }
             return Final::Terminated;
         }
         let consent = if objected {
@@ -267,7 +275,7 @@ impl Edge {
             Consent::Informed
         };
         let observed = self.observe(invite, identity, route, disclosure, Some(consent), true);
-        self.record_routed(observed, invite.at, Some(disclosed), redirect)
+        self.record_routed(observed, identity, invite.at, Some(disclosed), redirect)
             .await
     }
 
@@ -326,6 +334,7 @@ impl Edge {
     async fn record_routed(
         &self,
         observed: Result<Observed, crate::call::KeyError>,
+        identity: &CallerIdentity,
         offered_at: DateTime<Utc>,
         disclosed: Option<Disclosed>,
         redirect: Final,
@@ -347,7 +356,10 @@ impl Edge {
         }
         events.push(observed.routed(now));
         match self.append(&events).await {
-            Ok(()) => redirect,
+            Ok(()) => {
+                self.recorder.remember(&observed, identity, offered_at);
+                redirect
+            }
             Err(refusal) => refusal,
         }
     }

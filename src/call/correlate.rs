@@ -1,0 +1,246 @@
+//! Joins a CDR row to the SIP-side view of the same call, so `call.completed` carries the call key,
+//! campaign and consent the SIP edge recorded. Two ways in: the carrier exports the SIP Call-ID
+//! (exact, by its keyed call key), or it does not (heuristic: tracking number + a keyed hash of
+//! the caller + start time within a tolerance).
+//!
+//! The index holds only keyed hashes, is bounded in entries and age, and is kept in the data
+//! directory across restarts. The caller hash is kept even for callers who objected: it is how a
+//! CDR row learns of the objection and drops its own identifier (GDPR Art. 21 honoured, not
+//! circumvented); it expires with the index.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Consent, Disclosure};
+
+/// What the SIP side knew about a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub call_key: String,
+    pub key_id: String,
+    pub campaign_id: String,
+    pub tracking_number: String,
+    /// Keyed hash of tracking number and caller (`Purpose::Record`); none for withheld callers.
+    pub match_key: Option<String>,
+    pub consent: Option<Consent>,
+    pub disclosure: Disclosure,
+    pub offered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub capacity: usize,
+    pub max_age: TimeDelta,
+}
+
+#[derive(Default)]
+struct Index {
+    by_call_key: HashMap<String, Entry>,
+    by_match: HashMap<String, Vec<String>>,
+    order: VecDeque<(DateTime<Utc>, String)>,
+}
+
+pub struct Correlator {
+    index: Mutex<Index>,
+    path: PathBuf,
+    limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CorrelateError {
+    #[error("cannot write the correlation index {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Correlator {
+    /// Loads `<data_dir>/cdr/correlation.jsonl` if present; unreadable lines are skipped (the
+    /// index is a cache of joins, never a source of events).
+    pub fn open(data_dir: &Path, limits: Limits, now: DateTime<Utc>) -> Self {
+        let path = data_dir.join("cdr").join("correlation.jsonl");
+        let this = Self {
+            index: Mutex::new(Index::default()),
+            path,
+            limits,
+        };
+        if let Ok(file) = std::fs::File::open(&this.path) {
+            for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+                    this.insert(entry, now);
+                }
+            }
+        }
+        this
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers a call the SIP edge recorded.
+    pub fn insert(&self, entry: Entry, now: DateTime<Utc>) {
+        let mut index = self.lock();
+        if entry.offered_at < now - self.limits.max_age {
+            return;
+        }
+        if let Some(key) = &entry.match_key {
+            index
+                .by_match
+                .entry(key.clone())
+                .or_default()
+                .push(entry.call_key.clone());
+        }
+        index
+            .order
+            .push_back((entry.offered_at, entry.call_key.clone()));
+        index.by_call_key.insert(entry.call_key.clone(), entry);
+        Self::evict(&mut index, self.limits, now);
+    }
+
+    fn evict(index: &mut Index, limits: Limits, now: DateTime<Utc>) {
+        while let Some((at, key)) = index.order.front().cloned() {
+            if index.order.len() <= limits.capacity && at >= now - limits.max_age {
+                break;
+            }
+            index.order.pop_front();
+            if let Some(entry) = index.by_call_key.remove(&key)
+                && let Some(match_key) = entry.match_key
+                && let Some(keys) = index.by_match.get_mut(&match_key)
+            {
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    index.by_match.remove(&match_key);
+                }
+            }
+        }
+    }
+
+    /// The SIP call with this call key.
+    pub fn by_call_key(&self, call_key: &str) -> Option<Entry> {
+        self.lock().by_call_key.get(call_key).cloned()
+    }
+
+    /// The SIP call with this caller/tracking hash whose offer is nearest `start`, within
+    /// `tolerance`.
+    pub fn by_heuristic(
+        &self,
+        match_key: &str,
+        start: DateTime<Utc>,
+        tolerance: TimeDelta,
+    ) -> Option<Entry> {
+        let index = self.lock();
+        index
+            .by_match
+            .get(match_key)?
+            .iter()
+            .filter_map(|k| index.by_call_key.get(k))
+            .filter(|e| (e.offered_at - start).abs() <= tolerance)
+            .min_by_key(|e| (e.offered_at - start).abs())
+            .cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().by_call_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the index atomically (temp file, fsync, rename).
+    pub fn persist(&self) -> Result<(), CorrelateError> {
+        let err = |source| CorrelateError::Write {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let entries: Vec<Entry> = {
+            let index = self.lock();
+            index
+                .order
+                .iter()
+                .filter_map(|(_, k)| index.by_call_key.get(k).cloned())
+                .collect()
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        for entry in entries {
+            if let Ok(line) = serde_json::to_string(&entry) {
+                writeln!(file, "{line}").map_err(err)?;
+            }
+        }
+        file.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, match_key: Option<&str>, at: DateTime<Utc>) -> Entry {
+        Entry {
+            call_key: key.into(),
+            key_id: "2026-11".into(),
+            campaign_id: "c".into(),
+            tracking_number: "+493055501000".into(),
+            match_key: match_key.map(Into::into),
+            consent: Some(Consent::Informed),
+            disclosure: Disclosure::Played,
+            offered_at: at,
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            capacity: 3,
+            max_age: TimeDelta::hours(48),
+        }
+    }
+
+    #[test]
+    fn exact_and_heuristic_lookups_find_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let c = Correlator::open(dir.path(), limits(), now);
+        c.insert(entry("a", Some("m"), now), now);
+        c.insert(entry("b", Some("m"), now - TimeDelta::minutes(30)), now);
+        assert_eq!(c.by_call_key("a").unwrap().call_key, "a");
+        let near = c
+            .by_heuristic("m", now - TimeDelta::seconds(20), TimeDelta::seconds(120))
+            .unwrap();
+        assert_eq!(near.call_key, "a");
+        assert!(
+            c.by_heuristic("m", now - TimeDelta::minutes(10), TimeDelta::seconds(120))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn index_is_bounded_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let c = Correlator::open(dir.path(), limits(), now);
+        for k in ["a", "b", "c", "d"] {
+            c.insert(entry(k, Some(k), now), now);
+        }
+        c.insert(entry("old", None, now - TimeDelta::hours(49)), now);
+        assert_eq!(c.len(), 3, "capacity 3, expired entry refused");
+        assert!(c.by_call_key("a").is_none(), "oldest evicted");
+        assert!(c.by_heuristic("a", now, TimeDelta::seconds(1)).is_none());
+        c.persist().unwrap();
+        let again = Correlator::open(dir.path(), limits(), now);
+        assert_eq!(again.len(), 3);
+        assert!(again.by_call_key("d").is_some());
+    }
+}

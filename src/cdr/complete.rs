@@ -1,0 +1,150 @@
+//! From mapped CDR rows to `call.completed` events in the outbox: numbers normalized to E.164,
+//! the row matched to its tracking number's campaign, joined to the SIP side, minimized, and
+//! appended. A batch is acknowledged only once its events are fsynced, so the file checkpoint
+//! never runs ahead of the outbox (exactly once across crashes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use chrono::{TimeDelta, Utc};
+
+use super::ingest::{RowSink, SinkError};
+use super::quarantine::{Entry, Quarantine};
+use super::row::Row;
+use crate::call::recorder::CdrFacts;
+use crate::call::{CallerInput, E164, Normalizer, Recorder};
+use crate::outbox::Outbox;
+
+/// Turns rows into events; shared by every feed and the `cdr import` command.
+pub struct Completer {
+    recorder: Arc<Recorder>,
+    normalizer: Normalizer,
+    /// Tracking number (E.164) → campaign id.
+    pool: HashMap<String, String>,
+    tolerance: TimeDelta,
+}
+
+/// Counts across files, for metrics and reports.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub events: AtomicU64,
+    /// Rows for numbers outside the pool: the carrier's other traffic, not ours to record.
+    pub ignored: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// Why a mapped row still cannot become an event (quarantine reasons, fixed words).
+const CALLED_NOT_A_NUMBER: &str = "called number is not a phone number";
+const NO_EVENT: &str = "event could not be made (pseudonym key unavailable)";
+
+impl Completer {
+    pub fn new(
+        recorder: Arc<Recorder>,
+        normalizer: Normalizer,
+        pool: HashMap<String, String>,
+        tolerance: TimeDelta,
+    ) -> Self {
+        Self {
+            recorder,
+            normalizer,
+            pool,
+            tolerance,
+        }
+    }
+
+    /// The event for one row: `Ok(None)` when the row is not for a tracking number.
+    pub fn event(&self, feed: &str, row: &Row) -> Result<Option<Vec<u8>>, &'static str> {
+        let called: E164 = self
+            .normalizer
+            .normalize(&row.called_raw)
+            .map_err(|_| CALLED_NOT_A_NUMBER)?;
+        let Some(campaign_id) = self.pool.get(called.as_str()) else {
+            return Ok(None);
+        };
+        // A calling number that is not a number (anonymous, empty, a trunk label) is withheld.
+        let caller = self.recorder.identify(&CallerInput {
+            p_asserted_user: None,
+            from_user: Some(row.calling_raw.clone()),
+            privacy: None,
+            from_host: None,
+        });
+        let record_key = format!("{feed}/{}", row.record_id);
+        let facts = CdrFacts {
+            record_key: &record_key,
+            call_id: row.call_id.as_deref(),
+            caller: &caller,
+            campaign_id,
+            tracking_number: &called,
+            start: row.start_utc,
+            answered: row.answer_utc,
+            ended: row.end_utc,
+            duration_seconds: row.duration_seconds,
+            disposition: row.disposition,
+            tolerance: self.tolerance,
+        };
+        self.recorder
+            .completed(&facts)
+            .map(Some)
+            .map_err(|_| NO_EVENT)
+    }
+}
+
+/// The `RowSink` of one file's ingest: runs on a blocking thread, appends through the runtime.
+pub struct OutboxSink<'a> {
+    pub completer: &'a Completer,
+    pub outbox: &'a Outbox,
+    pub runtime: tokio::runtime::Handle,
+    pub quarantine: &'a mut Quarantine,
+    pub feed: &'a str,
+    pub file: &'a str,
+    pub counts: &'a Counts,
+    /// Set on shutdown: the next batch is refused, so the file stops at its last checkpoint.
+    pub stop: &'a AtomicBool,
+}
+
+impl RowSink for OutboxSink<'_> {
+    fn accept(&mut self, batch: Vec<Row>) -> Result<(), SinkError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(SinkError::Closed);
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        for row in &batch {
+            match self.completer.event(self.feed, row) {
+                Ok(Some(event)) => events.push(event),
+                Ok(None) => {
+                    self.counts.ignored.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(reason) => {
+                    // The raw numbers rest only here, in the 0600 quarantine.
+                    let raw = format!("calling={};called={}", row.calling_raw, row.called_raw);
+                    let entry = Entry {
+                        file: self.file,
+                        line: row.line,
+                        reason,
+                        raw: &raw,
+                    };
+                    self.quarantine
+                        .append(&entry, Utc::now())
+                        .map_err(|_| SinkError::Refused)?;
+                    self.counts.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        let outbox = self.outbox;
+        self.runtime
+            .block_on(async {
+                outbox.append_batch(&lines).await?;
+                outbox.flush().await
+            })
+            .map_err(|_| SinkError::Refused)?;
+        self.counts
+            .events
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}

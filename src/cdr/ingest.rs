@@ -1,0 +1,305 @@
+//! File-level ingest: one complete CDR file through the reader, the duplicate filter and the
+//! quarantine into a [`RowSink`], with a checkpoint after each batch the sink accepted.
+//!
+//! Exactly-once: a batch's checkpoint (and its record ids in the duplicate filter) is written
+//! only after the sink returned Ok, i.e. after the rows' events are durable downstream. A
+//! failure or crash before that replays the batch on the next run, from the last checkpoint.
+//! Quarantine entries of a batch are written after the sink accepted it and before the
+//! commit, so they too appear once (twice only after a crash between those two writes).
+//!
+//! This is blocking file I/O and CPU work: async callers run it in `spawn_blocking` and
+//! bridge to an async outbox with [`ChannelSink`].
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::checkpoint::{CheckpointError, Checkpoints, FileId};
+use super::dedup::{self, Key};
+use super::format::Format;
+use super::quarantine::{Entry, Quarantine, QuarantineError};
+use super::reader::{ReadError, Reader, Resume};
+use super::row::{Row, RowError};
+use super::watch::{After, Feed, marker_path};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    #[error("the row sink refused the batch")]
+    Refused,
+    #[error("the row sink is closed")]
+    Closed,
+}
+
+/// Where mapped rows go. Returning Ok means the rows are durable: the file's checkpoint
+/// moves past them.
+pub trait RowSink {
+    fn accept(&mut self, batch: Vec<Row>) -> Result<(), SinkError>;
+}
+
+impl<F: FnMut(Vec<Row>) -> Result<(), SinkError>> RowSink for F {
+    fn accept(&mut self, batch: Vec<Row>) -> Result<(), SinkError> {
+        self(batch)
+    }
+}
+
+/// A batch for an async consumer, with the channel on which it acknowledges durability.
+pub type Delivery = (Vec<Row>, oneshot::Sender<Result<(), SinkError>>);
+
+/// Bridges the blocking ingest to an async task: each batch waits for its acknowledgement.
+/// Only usable from a blocking thread (`spawn_blocking`), never inside an async task.
+pub struct ChannelSink {
+    tx: mpsc::Sender<Delivery>,
+}
+
+impl ChannelSink {
+    pub fn new(tx: mpsc::Sender<Delivery>) -> Self {
+        Self { tx }
+    }
+}
+
+impl RowSink for ChannelSink {
+    fn accept(&mut self, batch: Vec<Row>) -> Result<(), SinkError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .blocking_send((batch, ack))
+            .map_err(|_| SinkError::Closed)?;
+        done.blocking_recv().map_err(|_| SinkError::Closed)?
+    }
+}
+
+/// What to ingest and how.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    /// Feed name: scopes record ids in the duplicate filter.
+    pub feed: &'a str,
+    pub format: &'a Format,
+    pub after: After,
+    /// Also move or delete `<file>.done` with the file.
+    pub marker: bool,
+    /// Rows (good, bad or duplicate) per sink call and checkpoint.
+    pub batch_size: usize,
+}
+
+impl<'a> Job<'a> {
+    pub fn for_feed(feed: &'a Feed, format: &'a Format, batch_size: usize) -> Self {
+        Self {
+            feed: &feed.name,
+            format,
+            after: feed.after(),
+            marker: feed.uses_marker(),
+            batch_size,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    pub rows_ok: u64,
+    pub rows_quarantined: u64,
+    pub duplicates: u64,
+    /// The file (or the same content under another name) was already complete.
+    pub skipped_already_done: bool,
+    /// This run continued from a checkpoint.
+    pub resumed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("cannot identify the CDR file")]
+    Identity(#[source] io::Error),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error("cannot move or delete the ingested CDR file")]
+    After(#[source] io::Error),
+}
+
+/// Rows read since the last commit.
+struct Pending {
+    rows: Vec<Row>,
+    keys: Vec<Key>,
+    key_set: HashSet<Key>,
+    bad: Vec<(u64, RowError, String)>,
+    read: u64,
+    at: Option<Resume>,
+}
+
+/// Ingests one complete file; see the module doc for the guarantees.
+pub fn ingest_file(
+    path: &Path,
+    job: &Job<'_>,
+    checkpoints: &mut Checkpoints,
+    quarantine: &mut Quarantine,
+    sink: &mut impl RowSink,
+) -> Result<IngestReport, IngestError> {
+    let id = FileId::of(path).map_err(IngestError::Identity)?;
+    let state = checkpoints.lookup(&id);
+    let mut report = IngestReport::default();
+    if state.is_some_and(|s| s.complete) {
+        report.skipped_already_done = true;
+        // Remember this identity too, so prune and lookups see it directly.
+        checkpoints.complete(&id, Utc::now())?;
+        finish(path, job)?;
+        return Ok(report);
+    }
+    let resume = state.map(|s| s.resume()).filter(|r| r.offset > 0);
+    report.resumed = resume.is_some();
+    let mut rows_done = state.map_or(0, |s| s.rows_done);
+    let mut reader = Reader::open(path, job.format, resume)?;
+    let label = path.to_string_lossy();
+    let batch_size = job.batch_size.max(1);
+    let mut p = Pending {
+        rows: Vec::with_capacity(batch_size),
+        keys: Vec::with_capacity(batch_size),
+        key_set: HashSet::with_capacity(batch_size),
+        bad: Vec::new(),
+        read: 0,
+        at: None,
+    };
+    while let Some(item) = reader.next_item()? {
+        p.at = Some(item.resume());
+        match item.result {
+            Ok(mut row) => {
+                row.line = item.line;
+                let k = dedup::key(job.feed, &row.record_id);
+                if checkpoints.seen(&k) || !p.key_set.insert(k) {
+                    report.duplicates += 1;
+                } else {
+                    p.keys.push(k);
+                    p.rows.push(row);
+                }
+            }
+            Err(e) => p.bad.push((item.line, e, reader.raw_text())),
+        }
+        p.read += 1;
+        if p.read >= batch_size as u64 {
+            rows_done += p.read;
+            flush(
+                &mut p,
+                &id,
+                &label,
+                rows_done,
+                checkpoints,
+                quarantine,
+                sink,
+                &mut report,
+            )?;
+        }
+    }
+    rows_done += p.read;
+    flush(
+        &mut p,
+        &id,
+        &label,
+        rows_done,
+        checkpoints,
+        quarantine,
+        sink,
+        &mut report,
+    )?;
+    checkpoints.complete(&id, Utc::now())?;
+    finish(path, job)?;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flush(
+    p: &mut Pending,
+    id: &FileId,
+    label: &str,
+    rows_done: u64,
+    checkpoints: &mut Checkpoints,
+    quarantine: &mut Quarantine,
+    sink: &mut impl RowSink,
+    report: &mut IngestReport,
+) -> Result<(), IngestError> {
+    let Some(at) = p.at.take() else {
+        return Ok(());
+    };
+    let delivered = p.rows.len() as u64;
+    if !p.rows.is_empty() {
+        sink.accept(std::mem::take(&mut p.rows))?;
+    }
+    let now = Utc::now();
+    for (line, reason, raw) in &p.bad {
+        let reason = reason.to_string();
+        let entry = Entry {
+            file: label,
+            line: *line,
+            reason: &reason,
+            raw,
+        };
+        quarantine.append(&entry, now)?;
+    }
+    quarantine.sync()?;
+    checkpoints.commit(id, at, rows_done, &p.keys, now)?;
+    report.rows_ok += delivered;
+    report.rows_quarantined += p.bad.len() as u64;
+    p.keys.clear();
+    p.key_set.clear();
+    p.bad.clear();
+    p.read = 0;
+    Ok(())
+}
+
+/// Applies `after` to the file (and its marker).
+fn finish(path: &Path, job: &Job<'_>) -> Result<(), IngestError> {
+    let marker = job.marker.then(|| marker_path(path));
+    match &job.after {
+        After::Keep => Ok(()),
+        After::Delete => {
+            remove(path)?;
+            marker.map_or(Ok(()), |m| remove(&m))
+        }
+        After::Move(dir) => {
+            fs::create_dir_all(dir).map_err(IngestError::After)?;
+            move_into(path, dir)?;
+            marker.map_or(Ok(()), |m| remove(&m))
+        }
+    }
+}
+
+fn remove(path: &Path) -> Result<(), IngestError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(IngestError::After(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Moves without overwriting an earlier file of the same name (carriers reuse daily names).
+fn move_into(path: &Path, dir: &Path) -> Result<(), IngestError> {
+    let name = path.file_name().unwrap_or_default().to_owned();
+    let mut target = dir.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        let mut alt = name.clone();
+        alt.push(format!(".{n}"));
+        target = dir.join(alt);
+        n += 1;
+    }
+    if fs::rename(path, &target).is_ok() {
+        return Ok(());
+    }
+    // Across filesystems rename fails; copy then delete (the checkpoint already says done).
+    copy_then_remove(path, &target).map_err(IngestError::After)
+}
+
+fn copy_then_remove(from: &Path, to: &PathBuf) -> io::Result<()> {
+    fs::copy(from, to)?;
+    fs::File::open(to)?.sync_all()?;
+    fs::remove_file(from)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "ingest_tests.rs"]
+mod tests;

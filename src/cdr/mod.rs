@@ -1,0 +1,23 @@
+//! Carrier CDR ingest. A 302 redirect means calltrackd never sees a call end; the carrier's
+//! CDR export does. Data flows: `watch` (spool directory, completeness) → `ingest` (one
+//! file) → `reader` (plain/gzip CSV stream) → `row` (sans-IO mapping by `format`) → a
+//! `RowSink`, with `checkpoint` + `dedup` for exactly-once and `quarantine` for bad rows.
+
+pub mod checkpoint;
+pub mod complete;
+pub mod dedup;
+pub mod format;
+pub mod ingest;
+pub mod quarantine;
+pub mod reader;
+pub mod row;
+pub mod service;
+pub mod watch;
+
+pub use checkpoint::{Checkpoints, FileId, Fingerprint, State};
+pub use format::{Format, FormatError, builtin_presets};
+pub use ingest::{ChannelSink, IngestError, IngestReport, Job, RowSink, SinkError, ingest_file};
+pub use quarantine::Quarantine;
+pub use reader::{Item, Reader, Resume};
+pub use row::{CdrRow, Disposition, Mapper, Row, RowError};
+pub use watch::{After, Feed, Tracker};

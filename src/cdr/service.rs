@@ -1,0 +1,238 @@
+//! Running CDR feeds inside the daemon, and one-off imports from the CLI, through the same path:
+//! spool watcher → one file at a time on a blocking thread → `ingest_file` → `OutboxSink`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::checkpoint::Checkpoints;
+use super::complete::{Completer, Counts, OutboxSink};
+use super::dedup::Limits;
+use super::format::Format;
+use super::ingest::{IngestError, IngestReport, Job, ingest_file};
+use super::quarantine::Quarantine;
+use super::watch::{self, After, Feed};
+use crate::outbox::Outbox;
+
+/// Rows per batch: one outbox fsync and one checkpoint per batch.
+pub const BATCH_ROWS: usize = 5000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("CDR state: {0}")]
+    State(String),
+    #[error("unknown CDR format (see [cdr.formats] and the built-in presets)")]
+    UnknownFormat,
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// The stateful part: checkpoints, duplicate filter and quarantine, one ingest at a time.
+pub struct Ingestor {
+    checkpoints: Mutex<Checkpoints>,
+    quarantine: Mutex<Quarantine>,
+    completer: Completer,
+    outbox: Outbox,
+    formats: BTreeMap<String, Format>,
+    pub counts: Counts,
+    stop: AtomicBool,
+    data_dir: PathBuf,
+}
+
+impl Ingestor {
+    pub fn open(
+        data_dir: &Path,
+        duplicate_window: TimeDelta,
+        completer: Completer,
+        outbox: Outbox,
+        formats: BTreeMap<String, Format>,
+    ) -> Result<Self, ServiceError> {
+        let limits = Limits {
+            window: duplicate_window,
+            ..Limits::default()
+        };
+        let checkpoints = Checkpoints::open(data_dir, limits, Utc::now())
+            .map_err(|e| ServiceError::State(e.to_string()))?;
+        let quarantine =
+            Quarantine::open(data_dir).map_err(|e| ServiceError::State(e.to_string()))?;
+        Ok(Self {
+            checkpoints: Mutex::new(checkpoints),
+            quarantine: Mutex::new(quarantine),
+            completer,
+            outbox,
+            formats,
+            counts: Counts::default(),
+            stop: AtomicBool::new(false),
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn format(&self, name: &str) -> Option<&Format> {
+        self.formats.get(name)
+    }
+
+    /// Ingests one complete file; blocking (call from `spawn_blocking` inside the daemon).
+    pub fn ingest(
+        &self,
+        path: &Path,
+        feed: &str,
+        format: &Format,
+        after: After,
+        marker: bool,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<IngestReport, ServiceError> {
+        let job = Job {
+            feed,
+            format,
+            after,
+            marker,
+            batch_size: BATCH_ROWS,
+        };
+        let mut checkpoints = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut quarantine = self
+            .quarantine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Rows refused after mapping (not a phone number) go to the same day files.
+        let mut sink_quarantine =
+            Quarantine::open(&self.data_dir).map_err(|e| ServiceError::State(e.to_string()))?;
+        let file = path.to_string_lossy().into_owned();
+        let mut sink = OutboxSink {
+            completer: &self.completer,
+            outbox: &self.outbox,
+            runtime,
+            quarantine: &mut sink_quarantine,
+            feed,
+            file: &file,
+            counts: &self.counts,
+            stop: &self.stop,
+        };
+        let report = ingest_file(path, &job, &mut checkpoints, &mut quarantine, &mut sink)?;
+        let _ = sink_quarantine.sync();
+        Ok(report)
+    }
+
+    /// Stops at the next batch boundary: the current file resumes from its checkpoint later.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Drops quarantined rows and checkpoints past their retention.
+    pub fn purge(&self, quarantine_days: u64) {
+        let cutoff = Utc::now()
+            - TimeDelta::days(i64::try_from(quarantine_days).unwrap_or(i64::MAX / 86_400_000));
+        let mut quarantine = self
+            .quarantine
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(err) = quarantine.purge(cutoff) {
+            warn!(error = %err, "CDR quarantine purge failed.");
+        }
+        let mut checkpoints = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(err) = checkpoints.prune(cutoff) {
+            warn!(error = %err, "CDR checkpoint prune failed.");
+        }
+    }
+}
+
+/// Watches every feed and ingests complete files until shutdown.
+pub async fn run(
+    ingestor: Arc<Ingestor>,
+    feeds: Vec<Feed>,
+    quarantine_days: u64,
+    shutdown: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<(usize, PathBuf)>(64);
+    let mut watchers = Vec::new();
+    for (i, feed) in feeds.iter().enumerate() {
+        let (feed_tx, mut feed_rx) = mpsc::channel::<PathBuf>(64);
+        match watch::spawn(feed.clone(), feed_tx) {
+            Ok(handle) => watchers.push(handle),
+            Err(err) => {
+                warn!(feed = %feed.name, error = %err, "CDR feed not started.");
+                continue;
+            }
+        }
+        let tx = tx.clone();
+        watchers.push(tokio::spawn(async move {
+            while let Some(path) = feed_rx.recv().await {
+                if tx.send((i, path)).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let mut purge = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        let (i, path) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = purge.tick() => {
+                let ingestor = ingestor.clone();
+                let _ = tokio::task::spawn_blocking(move || ingestor.purge(quarantine_days)).await;
+                continue;
+            }
+            next = rx.recv() => match next {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        let feed = feeds[i].clone();
+        let Some(format) = ingestor.format(&feed.format).cloned() else {
+            warn!(feed = %feed.name, "CDR feed names an unknown format.");
+            continue;
+        };
+        let worker = ingestor.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let mut job = tokio::task::spawn_blocking(move || {
+            worker.ingest(
+                &path,
+                &feed.name,
+                &format,
+                feed.after(),
+                feed.uses_marker(),
+                runtime,
+            )
+        });
+        let done = tokio::select! {
+            () = shutdown.cancelled() => {
+                ingestor.stop();
+                let _ = (&mut job).await;
+                break;
+            }
+            done = &mut job => done,
+        };
+        {
+            match done {
+                Ok(Ok(report)) => info!(
+                    feed = %feeds[i].name,
+                    rows = report.rows_ok,
+                    quarantined = report.rows_quarantined,
+                    duplicates = report.duplicates,
+                    skipped = report.skipped_already_done,
+                    "CDR file ingested."
+                ),
+                Ok(Err(err)) => {
+                    warn!(feed = %feeds[i].name, error = %err, "CDR file not ingested.")
+                }
+                Err(_) => warn!(feed = %feeds[i].name, "CDR ingest task failed."),
+            }
+        }
+    }
+    for w in watchers {
+        w.abort();
+    }
+}

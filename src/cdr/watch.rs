@@ -1,0 +1,425 @@
+//! Spool watcher: feed config, the sans-IO completeness rule, and the async shell that
+//! watches a spool directory (inotify through `notify`, plus a periodic rescan because
+//! inotify drops events on overflow and misses NFS writers) and sends complete files on a
+//! channel.
+//!
+//! A carrier's upload is complete when either its size and mtime have stayed unchanged for
+//! `quiet_seconds` while we watched (`quiet_period`: works with plain SFTP uploads, which
+//! give no signal), or `<file>.done` exists (`done_marker`: for carriers that write one).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use globset::{Glob, GlobMatcher};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+/// What to do with a file once it is fully ingested.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterKind {
+    #[default]
+    Keep,
+    Move,
+    Delete,
+}
+
+/// `after` with its directory resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    Keep,
+    Move(PathBuf),
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompleteWhen {
+    #[default]
+    QuietPeriod,
+    DoneMarker,
+}
+
+/// One `[[cdr.feeds]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feed {
+    pub name: String,
+    pub spool_dir: PathBuf,
+    /// Matched against file names in `spool_dir` (not recursive).
+    pub glob: String,
+    /// Name of a `[cdr.formats.NAME]` table or a built-in preset.
+    pub format: String,
+    #[serde(default)]
+    pub after: AfterKind,
+    #[serde(default)]
+    pub done_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub complete_when: CompleteWhen,
+    #[serde(default = "default_quiet")]
+    pub quiet_seconds: u64,
+    #[serde(default = "default_rescan")]
+    pub rescan_seconds: u64,
+}
+
+fn default_quiet() -> u64 {
+    5
+}
+
+fn default_rescan() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    #[error("cdr.feeds.name must not be empty")]
+    Name,
+    #[error("cdr.feeds.glob is not a valid glob pattern")]
+    Glob,
+    #[error("cdr.feeds.done_dir is required when after is \"move\"")]
+    NoDoneDir,
+    #[error("cdr.feeds.done_dir is only allowed when after is \"move\"")]
+    StrayDoneDir,
+    #[error("cdr.feeds.done_dir must differ from cdr.feeds.spool_dir")]
+    SameDir,
+    #[error("cdr.feeds.quiet_seconds must be above 0")]
+    Quiet,
+    #[error("cdr.feeds.rescan_seconds must be above 0")]
+    Rescan,
+}
+
+impl Feed {
+    pub fn validate(&self) -> Result<(), FeedError> {
+        if self.name.trim().is_empty() {
+            return Err(FeedError::Name);
+        }
+        self.matcher()?;
+        match (self.after, &self.done_dir) {
+            (AfterKind::Move, None) => return Err(FeedError::NoDoneDir),
+            (AfterKind::Move, Some(d)) if *d == self.spool_dir => return Err(FeedError::SameDir),
+            (AfterKind::Keep | AfterKind::Delete, Some(_)) => return Err(FeedError::StrayDoneDir),
+            _ => {}
+        }
+        if self.quiet_seconds == 0 {
+            return Err(FeedError::Quiet);
+        }
+        if self.rescan_seconds == 0 {
+            return Err(FeedError::Rescan);
+        }
+        Ok(())
+    }
+
+    pub fn matcher(&self) -> Result<GlobMatcher, FeedError> {
+        Glob::new(&self.glob)
+            .map(|g| g.compile_matcher())
+            .map_err(|_| FeedError::Glob)
+    }
+
+    pub fn after(&self) -> After {
+        match (self.after, &self.done_dir) {
+            (AfterKind::Move, Some(d)) => After::Move(d.clone()),
+            (AfterKind::Delete, _) => After::Delete,
+            _ => After::Keep,
+        }
+    }
+
+    pub fn uses_marker(&self) -> bool {
+        self.complete_when == CompleteWhen::DoneMarker
+    }
+}
+
+/// `<file>.done`.
+pub fn marker_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".done");
+    PathBuf::from(name)
+}
+
+/// One look at a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub size: u64,
+    pub mtime: DateTime<Utc>,
+    /// Whether `<file>.done` exists.
+    pub marker: bool,
+}
+
+#[derive(Debug)]
+struct Seen {
+    size: u64,
+    mtime: DateTime<Utc>,
+    since: DateTime<Utc>,
+    yielded: bool,
+}
+
+/// Sans-IO completeness rule over successive observations.
+#[derive(Debug)]
+pub struct Tracker {
+    rule: CompleteWhen,
+    quiet: TimeDelta,
+    files: HashMap<PathBuf, Seen>,
+}
+
+impl Tracker {
+    pub fn new(rule: CompleteWhen, quiet_seconds: u64) -> Self {
+        Self {
+            rule,
+            quiet: TimeDelta::seconds(i64::try_from(quiet_seconds).unwrap_or(i64::MAX / 1000)),
+            files: HashMap::new(),
+        }
+    }
+
+    /// Records an observation; true exactly once per unchanged file when it became complete.
+    pub fn observe(&mut self, path: &Path, obs: Observation, now: DateTime<Utc>) -> bool {
+        let seen = self.files.entry(path.to_owned()).or_insert(Seen {
+            size: obs.size,
+            mtime: obs.mtime,
+            since: now,
+            yielded: false,
+        });
+        if seen.size != obs.size || seen.mtime != obs.mtime {
+            // Still being written (or replaced): start the quiet period over.
+            *seen = Seen {
+                size: obs.size,
+                mtime: obs.mtime,
+                since: now,
+                yielded: false,
+            };
+        }
+        let ready = match self.rule {
+            CompleteWhen::DoneMarker => obs.marker,
+            // Both clocks: mtime alone is fooled by `cp -p`, which sets an old mtime at
+            // the end of a slow copy; our own "unchanged since" alone would yield a file
+            // the moment the daemon restarts mid-upload.
+            CompleteWhen::QuietPeriod => {
+                now - seen.since >= self.quiet && now - obs.mtime >= self.quiet
+            }
+        };
+        if ready && !seen.yielded {
+            seen.yielded = true;
+            return true;
+        }
+        false
+    }
+
+    /// Forgets files that are gone.
+    pub fn retain(&mut self, mut present: impl FnMut(&Path) -> bool) {
+        self.files.retain(|p, _| present(p));
+    }
+
+    /// Whether some file is waiting to become complete (so the shell checks again soon).
+    pub fn pending(&self) -> bool {
+        self.files.values().any(|s| !s.yielded)
+    }
+}
+
+/// Starts watching `feed.spool_dir`; complete files are sent on `tx` until it closes.
+pub fn spawn(
+    feed: Feed,
+    tx: mpsc::Sender<PathBuf>,
+) -> Result<tokio::task::JoinHandle<()>, FeedError> {
+    feed.validate()?;
+    let matcher = feed.matcher()?;
+    Ok(tokio::spawn(run(feed, matcher, tx)))
+}
+
+async fn run(feed: Feed, matcher: GlobMatcher, tx: mpsc::Sender<PathBuf>) {
+    let (poke_tx, mut poke_rx) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        // Any event just triggers a rescan; the scan decides what is complete.
+        let _ = poke_tx.send(());
+    })
+    .and_then(|mut w| {
+        notify::Watcher::watch(&mut w, &feed.spool_dir, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    });
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(_) => {
+            tracing::warn!(feed = %feed.name, "Spool watch unavailable, rescanning only.");
+            None
+        }
+    };
+    let mut tracker = Tracker::new(feed.complete_when, feed.quiet_seconds);
+    let rescan = Duration::from_secs(feed.rescan_seconds);
+    let short = Duration::from_secs(1).min(Duration::from_secs(feed.quiet_seconds));
+    loop {
+        match scan(&feed, &matcher, &mut tracker).await {
+            Ok(ready) => {
+                for path in ready {
+                    if tx.send(path).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(_) => tracing::warn!(feed = %feed.name, "Spool directory scan failed."),
+        }
+        let wait = if tracker.pending() { short } else { rescan };
+        tokio::select! {
+            _ = poke_rx.recv() => {
+                // Coalesce a burst of events into one scan.
+                while poke_rx.try_recv().is_ok() {}
+            }
+            () = tokio::time::sleep(wait) => {}
+            () = tx.closed() => return,
+        }
+    }
+}
+
+async fn scan(
+    feed: &Feed,
+    matcher: &GlobMatcher,
+    tracker: &mut Tracker,
+) -> std::io::Result<Vec<PathBuf>> {
+    let now = Utc::now();
+    let mut dir = tokio::fs::read_dir(&feed.spool_dir).await?;
+    let mut present = Vec::new();
+    let mut ready = Vec::new();
+    while let Some(entry) = dir.next_entry().await? {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !matcher.is_match(name) || (feed.uses_marker() && name.ends_with(".done")) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta.modified().map(DateTime::<Utc>::from).unwrap_or(now);
+        let marker = feed.uses_marker()
+            && tokio::fs::try_exists(marker_path(&path))
+                .await
+                .unwrap_or(false);
+        let obs = Observation {
+            size: meta.len(),
+            mtime,
+            marker,
+        };
+        if tracker.observe(&path, obs, now) {
+            ready.push(path.clone());
+        }
+        present.push(path);
+    }
+    tracker.retain(|p| present.iter().any(|q| q == p));
+    ready.sort();
+    Ok(ready)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_714_636_800 + s, 0).unwrap()
+    }
+
+    fn obs(size: u64, mtime: i64) -> Observation {
+        Observation {
+            size,
+            mtime: t(mtime),
+            marker: false,
+        }
+    }
+
+    fn feed(toml_text: &str) -> Result<Feed, toml::de::Error> {
+        toml::from_str(toml_text)
+    }
+
+    #[test]
+    fn quiet_period_waits_until_size_and_mtime_settle() {
+        let mut tr = Tracker::new(CompleteWhen::QuietPeriod, 5);
+        let p = Path::new("/spool/a.csv");
+        assert!(!tr.observe(p, obs(100, 0), t(1)));
+        assert!(!tr.observe(p, obs(200, 3), t(4)), "grew: restart");
+        assert!(!tr.observe(p, obs(200, 3), t(8)), "only 4 s quiet");
+        assert!(tr.observe(p, obs(200, 3), t(9)));
+        assert!(!tr.observe(p, obs(200, 3), t(20)), "yielded once");
+        assert!(!tr.pending());
+    }
+
+    #[test]
+    fn quiet_period_distrusts_an_old_mtime_until_watched() {
+        let mut tr = Tracker::new(CompleteWhen::QuietPeriod, 5);
+        let p = Path::new("/spool/copied.csv");
+        assert!(!tr.observe(p, obs(100, -3600), t(0)));
+        assert!(tr.pending());
+        assert!(tr.observe(p, obs(100, -3600), t(5)));
+    }
+
+    #[test]
+    fn done_marker_rule_needs_the_marker() {
+        let mut tr = Tracker::new(CompleteWhen::DoneMarker, 5);
+        let p = Path::new("/spool/a.csv");
+        assert!(!tr.observe(p, obs(100, 0), t(100)));
+        let with_marker = Observation {
+            marker: true,
+            ..obs(100, 0)
+        };
+        assert!(tr.observe(p, with_marker, t(101)));
+        assert_eq!(marker_path(p), Path::new("/spool/a.csv.done"));
+    }
+
+    #[test]
+    fn changed_file_is_yielded_again() {
+        let mut tr = Tracker::new(CompleteWhen::QuietPeriod, 1);
+        let p = Path::new("/spool/a.csv");
+        tr.observe(p, obs(1, 0), t(0));
+        assert!(tr.observe(p, obs(1, 0), t(2)));
+        tr.observe(p, obs(2, 3), t(3));
+        assert!(tr.observe(p, obs(2, 3), t(5)));
+        tr.retain(|_| false);
+        assert!(!tr.pending());
+    }
+
+    #[test]
+    fn feed_config_validation_names_the_key() {
+        let base = "name = \"t\"\nspool_dir = \"/s\"\nglob = \"*.csv\"\nformat = \"x\"\n";
+        assert_eq!(feed(base).unwrap().validate(), Ok(()));
+        let f = feed(&format!("{base}after = \"move\"\n")).unwrap();
+        assert_eq!(
+            f.validate().unwrap_err().to_string(),
+            "cdr.feeds.done_dir is required when after is \"move\""
+        );
+        let f = feed(&format!("{base}after = \"move\"\ndone_dir = \"/d\"\n")).unwrap();
+        assert_eq!(f.after(), After::Move(PathBuf::from("/d")));
+        let f = feed(&base.replace("*.csv", "a[")).unwrap();
+        assert_eq!(f.validate(), Err(FeedError::Glob));
+        assert!(feed(&format!("{base}colour = 1\n")).is_err());
+        let f = feed(&format!("{base}complete_when = \"done_marker\"\n")).unwrap();
+        assert!(f.uses_marker());
+        assert_eq!(f.quiet_seconds, 5);
+    }
+
+    #[tokio::test]
+    async fn watcher_sends_a_file_once_its_marker_exists() {
+        let spool = tempfile::tempdir().unwrap();
+        let f = Feed {
+            name: "t".into(),
+            spool_dir: spool.path().to_owned(),
+            glob: "*.csv".into(),
+            format: "x".into(),
+            after: AfterKind::Keep,
+            done_dir: None,
+            complete_when: CompleteWhen::DoneMarker,
+            quiet_seconds: 5,
+            rescan_seconds: 1,
+        };
+        std::fs::write(spool.path().join("ignored.txt"), b"x").unwrap();
+        let path = spool.path().join("a.csv");
+        std::fs::write(&path, b"x\n").unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        let task = spawn(f, tx).unwrap();
+        std::fs::write(marker_path(&path), b"").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(got, Some(path));
+        task.abort();
+    }
+}

@@ -1,0 +1,372 @@
+//! Carrier CDR feeds end to end: presets through `cdr import`, bad rows to quarantine, a killed
+//! daemon resuming a 100k-row file exactly once, joins to SIP calls, and privacy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Pool entries for the called numbers of the sample files (and the bulk test's number).
+fn cdr_pool() -> String {
+    let mut pool = String::new();
+    for block in ["110", "120", "230"] {
+        for n in 0..20 {
+            pool.push_str(&format!(
+                "\n[[numbers.pool]]\nnumber = \"+4930555{block}{n:02}\"\ncampaign = \"{POOL_CAMPAIGN}\"\n"
+            ));
+        }
+    }
+    pool
+}
+
+fn feed(spool: &Path, format: &str) -> String {
+    format!(
+        "\n[[cdr.feeds]]\nname = \"carrier\"\nspool_dir = \"{}\"\nglob = \"*.csv\"\nformat = \"{format}\"\nquiet_seconds = 1\nrescan_seconds = 1\n",
+        spool.display()
+    )
+}
+
+fn import(config: &Path, file: &Path, format: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+        .args(["cdr", "import", "--config"])
+        .arg(config)
+        .arg(file)
+        .args(["--format", format])
+        .output()
+        .unwrap()
+}
+
+fn offline_config(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n{}\n{extra}",
+        base_config(&dir.path().join("var")),
+        cdr_pool()
+    );
+    let path = dir.path().join("calltrackd.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+fn completed(dir: &Path) -> Vec<serde_json::Value> {
+    read_events(&dir.join("var/outbox"))
+        .into_iter()
+        .filter(|e| e["event_type"] == "call.completed")
+        .collect()
+}
+
+#[test]
+fn each_preset_sample_is_ingested_field_by_field() {
+    let cases = [
+        ("sipcarrier-sample.csv", "sipcarrier-csv"),
+        ("sipcarrier-sample.csv.gz", "sipcarrier-csv"),
+        ("telekom-sample.csv", "telekom-style"),
+        ("legacy-sample.csv", "legacy-noheader"),
+    ];
+    for (file, format) in cases {
+        let (dir, config) = offline_config("");
+        let out = import(&config, &repo().join("fixtures/cdr").join(file), format);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events = completed(dir.path());
+        assert!(events.len() >= 10, "{file}: {} events", events.len());
+        for e in &events {
+            assert_eq!(e["campaign_id"], POOL_CAMPAIGN);
+            assert!(
+                e["tracking_number"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("+4930555")
+            );
+            assert_eq!(e["correlated"], "none");
+            assert!(
+                e.get("caller_pseudonym").is_none(),
+                "no SIP-side notice known: no identifier"
+            );
+            assert!(
+                ["answered", "busy", "no_answer", "failed", "cancelled"]
+                    .contains(&e["disposition"].as_str().unwrap())
+            );
+        }
+        // Re-importing the same file (or the same content) is recognised.
+        let again = import(&config, &repo().join("fixtures/cdr").join(file), format);
+        assert!(
+            String::from_utf8_lossy(&again.stdout).contains("already ingested"),
+            "{file}"
+        );
+        assert_eq!(
+            completed(dir.path()).len(),
+            events.len(),
+            "{file}: exactly once"
+        );
+    }
+    // Spot checks on the SIP-carrier sample: the first row.
+    let (dir, config) = offline_config("");
+    import(
+        &config,
+        &repo().join("fixtures/cdr/sipcarrier-sample.csv"),
+        "sipcarrier-csv",
+    );
+    let first = &completed(dir.path())[0];
+    assert_eq!(first["tracking_number"], "+493055511000");
+    assert_eq!(first["answered_at"], "2024-05-02T08:00:08.000Z");
+    assert_eq!(first["ended_at"], "2024-05-02T08:01:01.631Z");
+    assert_eq!(first["duration_seconds"], 54);
+    assert_eq!(first["disposition"], "answered");
+}
+
+#[test]
+fn malformed_rows_are_quarantined_and_the_rest_ingested() {
+    let (dir, config) = offline_config("");
+    let file = dir.path().join("mixed.csv");
+    let good = |i: u32| {
+        format!(
+            "R{i},,2026-11-24T07:00:00Z,2026-11-24T07:00:05Z,2026-11-24T07:01:05Z,60000,+4917612345678,+493055511000,200,tg\n"
+        )
+    };
+    let mut text = String::from(
+        "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group\n",
+    );
+    for i in 0..5 {
+        text.push_str(&good(i));
+    }
+    text.push_str("BAD1,,not-a-time,,,,+4917612345678,+493055511000,200,tg\n"); // line 7
+    text.push_str("BAD2,,2026-11-24T07:00:00Z,,,,+4917612345678,+493055511000,999,tg\n"); // line 8
+    text.push_str("BAD3,,2026-11-24T07:00:00Z,2026-11-24T07:00:05Z,2026-11-24T07:01:05Z,60000,+4917612345678,garbage,200,tg\n"); // line 9
+    for i in 5..10 {
+        text.push_str(&good(i));
+    }
+    std::fs::write(&file, text).unwrap();
+    let out = import(&config, &file, "sipcarrier-csv");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(completed(dir.path()).len(), 10, "every good row");
+    let qdir = dir.path().join("var/cdr/quarantine");
+    let mut entries = Vec::new();
+    for f in std::fs::read_dir(&qdir).unwrap() {
+        let f = f.unwrap().path();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            entries.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+        }
+    }
+    let mut lines: Vec<u64> = entries
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, vec![7, 8, 9], "{entries:#?}");
+    for e in &entries {
+        assert!(e["file"].as_str().unwrap().ends_with("mixed.csv"), "{e}");
+        assert!(!e["reason"].as_str().unwrap().is_empty());
+    }
+}
+
+fn write_bulk(path: &Path, rows: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group").unwrap();
+    for i in 0..rows {
+        writeln!(
+            f,
+            "B{i:07},,2026-11-24T06:00:00Z,2026-11-24T06:00:03Z,2026-11-24T06:02:03Z,120000,+49176{:08},+493055511000,200,tg",
+            i % 100_000_000
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn killed_mid_file_the_daemon_resumes_and_every_row_lands_exactly_once() {
+    const ROWS: usize = 100_000;
+    let staging = tempfile::tempdir().unwrap();
+    let bulk = staging.path().join("bulk.csv");
+    write_bulk(&bulk, ROWS);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let config = format!(
+        "{}\n{}\n{}",
+        base_config(&dir.path().join("var")),
+        cdr_pool(),
+        feed(&spool, "sipcarrier-csv")
+    );
+    let config_text = config.clone();
+    let mut daemon = Daemon::start_with(dir, &config);
+    // Atomic arrival, as carriers deliver: rename into the spool.
+    std::fs::rename(&bulk, spool.join("bulk.csv")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while daemon.events().len() < 10_000 {
+        assert!(Instant::now() < deadline, "ingest did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.kill();
+    let at_kill = daemon.events().len();
+    assert!(at_kill < ROWS, "killed mid-file ({at_kill} rows in)");
+    let dir = std::mem::replace(&mut daemon.dir, tempfile::tempdir().unwrap());
+    drop(daemon);
+    let daemon = Daemon::start_with(dir, &config_text);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = daemon.events().len();
+        if n >= ROWS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {ROWS} after restart"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let events = daemon.events();
+    assert_eq!(events.len(), ROWS, "no row twice");
+    let mut keys: Vec<&str> = events
+        .iter()
+        .map(|e| e["call_key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), ROWS, "every row once");
+}
+
+#[test]
+fn cdr_rows_join_their_sip_calls_by_call_id_and_by_heuristic() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let legacy_spool = dir.path().join("spool-legacy");
+    std::fs::create_dir_all(&legacy_spool).unwrap();
+    let legacy_feed = feed(&legacy_spool, "legacy-noheader")
+        .replace("\"carrier\"", "\"legacy\"")
+        .replace("*.csv", "*.txt");
+    let config = format!(
+        "{}\n{}\n{legacy_feed}",
+        base_config(&dir.path().join("var")),
+        feed(&spool, "sipcarrier-csv")
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    // Three announced calls with Call-IDs we choose, as the carrier's SBC would export them.
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        POOL_NUMBER,
+        &["-m", "3", "-cid_str", "corr-%u@sbc.test"],
+    );
+    assert_sipp_ok(&out, "3 calls");
+    let sip = daemon.wait_events(9);
+    let offered: Vec<&serde_json::Value> = sip
+        .iter()
+        .filter(|e| e["event_type"] == "call.offered")
+        .collect();
+    assert_eq!(offered.len(), 3);
+    let now = chrono::Utc::now();
+    let t = |s: i64| {
+        (now + chrono::TimeDelta::seconds(s))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let mut csv = String::from(
+        "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group\n",
+    );
+    for i in 1..=3 {
+        csv.push_str(&format!(
+            "J{i},corr-{i}@sbc.test,{},{},{},30000,+4917612345678,{POOL_NUMBER},200,tg\n",
+            t(-5),
+            t(0),
+            t(30)
+        ));
+    }
+    let tmp = spool.with_file_name("joined.tmp");
+    std::fs::write(&tmp, csv).unwrap();
+    std::fs::rename(&tmp, spool.join("joined.csv")).unwrap();
+    // The legacy carrier exports no Call-ID: the join is by number and time.
+    let epoch = now.timestamp();
+    let legacy = format!(
+        "H1|{}|{}|{}|+4917612345678|{POOL_NUMBER}|ANSWERED|E1-0\n",
+        epoch - 3,
+        epoch,
+        epoch + 40
+    );
+    std::fs::write(legacy_spool.join("heur.tmp"), legacy).unwrap();
+    std::fs::rename(legacy_spool.join("heur.tmp"), legacy_spool.join("heur.txt")).unwrap();
+
+    let events = daemon.wait_events(13);
+    let completed: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "call.completed")
+        .collect();
+    assert_eq!(completed.len(), 4, "{events:#?}");
+    let sip_keys: Vec<&serde_json::Value> = offered.iter().map(|e| &e["call_key"]).collect();
+    let by_call_id: Vec<_> = completed
+        .iter()
+        .filter(|e| e["correlated"] == "sip")
+        .collect();
+    assert_eq!(by_call_id.len(), 3, "{completed:#?}");
+    for e in &by_call_id {
+        assert!(
+            sip_keys.contains(&&e["call_key"]),
+            "joined to a SIP call key"
+        );
+        assert_eq!(e["consent"], "informed");
+        assert_eq!(
+            e["caller_pseudonym"], offered[0]["caller_pseudonym"],
+            "the same caller pseudonym as the SIP side"
+        );
+    }
+    let heuristic: Vec<_> = completed
+        .iter()
+        .filter(|e| e["correlated"] == "heuristic")
+        .collect();
+    assert_eq!(heuristic.len(), 1, "{completed:#?}");
+    assert!(sip_keys.contains(&&heuristic[0]["call_key"]));
+}
+
+#[test]
+fn raw_cdr_numbers_rest_only_in_the_quarantine() {
+    let (dir, config) = offline_config("");
+    let file = dir.path().join("privacy.csv");
+    let text = "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group\n\
+P1,,2026-11-24T07:00:00Z,2026-11-24T07:00:05Z,2026-11-24T07:01:05Z,60000,+4917698765432,+493055511000,200,tg\n\
+P2,,bad-time,,,,+4917698765432,+493055511000,200,tg\n";
+    std::fs::write(&file, text).unwrap();
+    let out = import(&config, &file, "sipcarrier-csv");
+    assert!(out.status.success());
+    let digits = "17698765432";
+    let outbox: String = read_events(&dir.path().join("var/outbox"))
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(completed(dir.path()).len(), 1);
+    assert!(!outbox.contains(digits), "no raw caller number in events");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains(digits) && !stderr.contains(digits),
+        "nor in the command's output or log"
+    );
+    let quarantine: String = std::fs::read_dir(dir.path().join("var/cdr/quarantine"))
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        quarantine.contains(digits),
+        "the quarantine keeps the raw row for the operator"
+    );
+}
