@@ -18,18 +18,37 @@ use serde::{Deserialize, Serialize};
 
 use super::{Consent, Disclosure};
 
-/// What the SIP side knew about a call.
+/// What the SIP side knew about a call. Campaign and tracking number are not kept: the CDR row
+/// names its tracking number, and the key epoch follows from `offered_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The call key (32 hex digits).
     pub call_key: String,
-    pub key_id: String,
-    pub campaign_id: String,
-    pub tracking_number: String,
     /// Keyed hash of tracking number and caller (`Purpose::Record`); none for withheld callers.
     pub match_key: Option<String>,
     pub consent: Option<Consent>,
     pub disclosure: Disclosure,
     pub offered_at: DateTime<Utc>,
+}
+
+/// An entry as held in memory: hashes as integers, so a busy trunk's two days of calls fit in
+/// a few tens of bytes each.
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    match_key: Option<u128>,
+    consent: Option<Consent>,
+    disclosure: Disclosure,
+    offered_at: DateTime<Utc>,
+}
+
+fn hash(hex: &str) -> Option<u128> {
+    u128::from_str_radix(hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 32)
+}
+
+fn hex(v: u128) -> String {
+    format!("{v:032x}")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,9 +59,9 @@ pub struct Limits {
 
 #[derive(Default)]
 struct Index {
-    by_call_key: HashMap<String, Entry>,
-    by_match: HashMap<String, Vec<String>>,
-    order: VecDeque<(DateTime<Utc>, String)>,
+    by_call_key: HashMap<u128, Compact>,
+    by_match: HashMap<u128, Vec<u128>>,
+    order: VecDeque<(DateTime<Utc>, u128)>,
 }
 
 pub struct Correlator {
@@ -86,26 +105,30 @@ impl Correlator {
 
     /// Remembers a call the SIP edge recorded.
     pub fn insert(&self, entry: Entry, now: DateTime<Utc>) {
-        let mut index = self.lock();
+        let Some(call_key) = hash(&entry.call_key) else {
+            return;
+        };
         if entry.offered_at < now - self.limits.max_age {
             return;
         }
-        if let Some(key) = &entry.match_key {
-            index
-                .by_match
-                .entry(key.clone())
-                .or_default()
-                .push(entry.call_key.clone());
+        let match_key = entry.match_key.as_deref().and_then(hash);
+        let mut index = self.lock();
+        if let Some(key) = match_key {
+            index.by_match.entry(key).or_default().push(call_key);
         }
-        index
-            .order
-            .push_back((entry.offered_at, entry.call_key.clone()));
-        index.by_call_key.insert(entry.call_key.clone(), entry);
+        index.order.push_back((entry.offered_at, call_key));
+        let compact = Compact {
+            match_key,
+            consent: entry.consent,
+            disclosure: entry.disclosure,
+            offered_at: entry.offered_at,
+        };
+        index.by_call_key.insert(call_key, compact);
         Self::evict(&mut index, self.limits, now);
     }
 
     fn evict(index: &mut Index, limits: Limits, now: DateTime<Utc>) {
-        while let Some((at, key)) = index.order.front().cloned() {
+        while let Some((at, key)) = index.order.front().copied() {
             if index.order.len() <= limits.capacity && at >= now - limits.max_age {
                 break;
             }
@@ -124,7 +147,8 @@ impl Correlator {
 
     /// The SIP call with this call key.
     pub fn by_call_key(&self, call_key: &str) -> Option<Entry> {
-        self.lock().by_call_key.get(call_key).cloned()
+        let key = hash(call_key)?;
+        self.lock().by_call_key.get(&key).map(|c| expand(key, c))
     }
 
     /// The SIP call with this caller/tracking hash whose offer is nearest `start`, within
@@ -135,15 +159,16 @@ impl Correlator {
         start: DateTime<Utc>,
         tolerance: TimeDelta,
     ) -> Option<Entry> {
+        let match_key = hash(match_key)?;
         let index = self.lock();
         index
             .by_match
-            .get(match_key)?
+            .get(&match_key)?
             .iter()
-            .filter_map(|k| index.by_call_key.get(k))
-            .filter(|e| (e.offered_at - start).abs() <= tolerance)
-            .min_by_key(|e| (e.offered_at - start).abs())
-            .cloned()
+            .filter_map(|k| index.by_call_key.get(k).map(|c| (*k, c)))
+            .filter(|(_, c)| (c.offered_at - start).abs() <= tolerance)
+            .min_by_key(|(_, c)| (c.offered_at - start).abs())
+            .map(|(k, c)| expand(k, c))
     }
 
     pub fn len(&self) -> usize {
@@ -165,7 +190,7 @@ impl Correlator {
             index
                 .order
                 .iter()
-                .filter_map(|(_, k)| index.by_call_key.get(k).cloned())
+                .filter_map(|(_, k)| index.by_call_key.get(k).map(|c| expand(*k, c)))
                 .collect()
         };
         if let Some(dir) = self.path.parent() {
@@ -184,17 +209,35 @@ impl Correlator {
     }
 }
 
+fn expand(call_key: u128, c: &Compact) -> Entry {
+    Entry {
+        call_key: hex(call_key),
+        match_key: c.match_key.map(hex),
+        consent: c.consent,
+        disclosure: c.disclosure,
+        offered_at: c.offered_at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A 32-hex-digit stand-in for a keyed hash, from a short label.
+    fn h(label: &str) -> String {
+        format!(
+            "{:0>32}",
+            label
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    }
+
     fn entry(key: &str, match_key: Option<&str>, at: DateTime<Utc>) -> Entry {
         Entry {
-            call_key: key.into(),
-            key_id: "2026-11".into(),
-            campaign_id: "c".into(),
-            tracking_number: "+493055501000".into(),
-            match_key: match_key.map(Into::into),
+            call_key: h(key),
+            match_key: match_key.map(h),
             consent: Some(Consent::Informed),
             disclosure: Disclosure::Played,
             offered_at: at,
@@ -215,14 +258,22 @@ mod tests {
         let c = Correlator::open(dir.path(), limits(), now);
         c.insert(entry("a", Some("m"), now), now);
         c.insert(entry("b", Some("m"), now - TimeDelta::minutes(30)), now);
-        assert_eq!(c.by_call_key("a").unwrap().call_key, "a");
+        assert_eq!(c.by_call_key(&h("a")).unwrap().call_key, h("a"));
         let near = c
-            .by_heuristic("m", now - TimeDelta::seconds(20), TimeDelta::seconds(120))
+            .by_heuristic(
+                &h("m"),
+                now - TimeDelta::seconds(20),
+                TimeDelta::seconds(120),
+            )
             .unwrap();
-        assert_eq!(near.call_key, "a");
+        assert_eq!(near.call_key, h("a"));
         assert!(
-            c.by_heuristic("m", now - TimeDelta::minutes(10), TimeDelta::seconds(120))
-                .is_none()
+            c.by_heuristic(
+                &h("m"),
+                now - TimeDelta::minutes(10),
+                TimeDelta::seconds(120)
+            )
+            .is_none()
         );
     }
 
@@ -236,11 +287,14 @@ mod tests {
         }
         c.insert(entry("old", None, now - TimeDelta::hours(49)), now);
         assert_eq!(c.len(), 3, "capacity 3, expired entry refused");
-        assert!(c.by_call_key("a").is_none(), "oldest evicted");
-        assert!(c.by_heuristic("a", now, TimeDelta::seconds(1)).is_none());
+        assert!(c.by_call_key(&h("a")).is_none(), "oldest evicted");
+        assert!(
+            c.by_heuristic(&h("a"), now, TimeDelta::seconds(1))
+                .is_none()
+        );
         c.persist().unwrap();
         let again = Correlator::open(dir.path(), limits(), now);
         assert_eq!(again.len(), 3);
-        assert!(again.by_call_key("d").is_some());
+        assert!(again.by_call_key(&h("d")).is_some());
     }
 }

@@ -101,9 +101,6 @@ impl Recorder {
         };
         let entry = correlate::Entry {
             call_key: observed.call_key.value.clone(),
-            key_id: observed.call_key.key_id.clone(),
-            campaign_id: observed.campaign_id.clone(),
-            tracking_number: observed.tracking_number.as_str().to_owned(),
             match_key: self.match_key(&observed.tracking_number, identity, at),
             consent: observed.consent,
             disclosure: observed.disclosure,
@@ -140,7 +137,7 @@ impl Recorder {
                         | Disclosure::NotPlayed
                 );
                 let key = Pseudonym {
-                    key_id: entry.key_id,
+                    key_id: self.keyring.key_id(entry.offered_at),
                     value: entry.call_key,
                 };
                 (key, entry.consent, entry.disclosure, informed, how)

@@ -130,7 +130,7 @@ enum State {
     Confirmed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     G,
     H,
@@ -142,6 +142,8 @@ enum Timer {
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 struct Tx<A> {
+    /// Names the transaction in timer entries, so they carry no copy of the key.
+    id: u64,
     state: State,
     reply_to: A,
     reliable: bool,
@@ -173,10 +175,12 @@ pub enum RespondError {
 
 pub struct Transactions<A> {
     txs: HashMap<Key, Tx<A>>,
-    deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Timer entries: (due, transaction id, generation, timer). Stale ones (the transaction moved
+    /// on or ended) are skipped when they come due; each is a few words, not a key.
+    deadlines: BinaryHeap<Reverse<(Instant, u64, u64, Timer)>>,
     /// Heap payloads live here so the heap stays `Ord` without requiring it of keys.
-    slots: HashMap<usize, (Key, Timer, u64)>,
-    next_slot: usize,
+    ids: HashMap<u64, Key>,
+    next_id: u64,
     next_sweep: Option<Instant>,
     timers: Timers,
     capacity: usize,
@@ -188,8 +192,8 @@ impl<A: Clone> Transactions<A> {
         Self {
             txs: HashMap::new(),
             deadlines: BinaryHeap::new(),
-            slots: HashMap::new(),
-            next_slot: 0,
+            ids: HashMap::new(),
+            next_id: 0,
             next_sweep: None,
             timers,
             capacity,
@@ -230,9 +234,13 @@ impl<A: Clone> Transactions<A> {
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + SWEEP_EVERY);
         }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ids.insert(id, key.clone());
         self.txs.insert(
             key.clone(),
             Tx {
+                id,
                 state: State::Proceeding,
                 reply_to,
                 reliable,
@@ -255,11 +263,11 @@ impl<A: Clone> Transactions<A> {
             State::Completed => {
                 tx.state = State::Confirmed;
                 tx.generation += 1;
-                let (generation, reliable) = (tx.generation, tx.reliable);
+                let (id, generation, reliable) = (tx.id, tx.generation, tx.reliable);
                 if reliable {
-                    self.txs.remove(invite_key);
+                    self.remove(invite_key);
                 } else {
-                    self.schedule(invite_key, Timer::I, generation, now + t4);
+                    self.schedule(id, Timer::I, generation, now + t4);
                 }
                 Received::Ack
             }
@@ -304,25 +312,25 @@ impl<A: Clone> Transactions<A> {
         }
         tx.state = State::Completed;
         tx.generation += 1;
-        let (generation, reliable) = (tx.generation, tx.reliable);
+        let (id, generation, reliable) = (tx.id, tx.generation, tx.reliable);
         if key.class == MethodClass::Invite {
             // We never send 2xx to INVITE (a redirect server answers 3xx-6xx), so every INVITE
             // final is retransmitted until ACKed (§17.2.1).
             if !reliable {
-                self.schedule(key, Timer::G, generation, now + timers.t1);
+                self.schedule(id, Timer::G, generation, now + timers.t1);
             }
-            self.schedule(key, Timer::H, generation, now + 64 * timers.t1);
+            self.schedule(id, Timer::H, generation, now + 64 * timers.t1);
         } else if reliable {
-            self.txs.remove(key);
+            self.remove(key);
         } else {
-            self.schedule(key, Timer::J, generation, now + 64 * timers.t1);
+            self.schedule(id, Timer::J, generation, now + 64 * timers.t1);
         }
         Ok(out)
     }
 
     /// The earliest instant `poll` has work to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timer = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        let timer = self.deadlines.peek().map(|Reverse((at, ..))| *at);
         match (timer, self.next_sweep) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -333,12 +341,12 @@ impl<A: Clone> Transactions<A> {
     pub fn poll(&mut self, now: Instant) -> Vec<(A, Bytes)> {
         let mut out = Vec::new();
         self.sweep(now);
-        while let Some(Reverse((at, slot))) = self.deadlines.peek().copied() {
+        while let Some(Reverse((at, id, generation, timer))) = self.deadlines.peek().copied() {
             if at > now {
                 break;
             }
             self.deadlines.pop();
-            let Some((key, timer, generation)) = self.slots.remove(&slot) else {
+            let Some(key) = self.ids.get(&id).cloned() else {
                 continue;
             };
             let t2 = self.timers.t2;
@@ -356,14 +364,14 @@ impl<A: Clone> Transactions<A> {
                     }
                     tx.g_interval = (tx.g_interval * 2).min(t2);
                     let next = at + tx.g_interval;
-                    self.schedule(&key, Timer::G, generation, next);
+                    self.schedule(id, Timer::G, generation, next);
                 }
                 Timer::H => {
                     self.stats.ack_timeouts += 1;
-                    self.txs.remove(&key);
+                    self.remove(&key);
                 }
                 Timer::I | Timer::J => {
-                    self.txs.remove(&key);
+                    self.remove(&key);
                 }
             }
         }
@@ -379,8 +387,14 @@ impl<A: Clone> Transactions<A> {
             _ => {}
         }
         let before = self.txs.len();
-        self.txs
-            .retain(|_, tx| tx.state != State::Proceeding || tx.give_up_at > now);
+        let ids = &mut self.ids;
+        self.txs.retain(|_, tx| {
+            let keep = tx.state != State::Proceeding || tx.give_up_at > now;
+            if !keep {
+                ids.remove(&tx.id);
+            }
+            keep
+        });
         self.stats.proceeding_timeouts += (before - self.txs.len()) as u64;
         self.next_sweep = if self.txs.is_empty() {
             None
@@ -389,11 +403,14 @@ impl<A: Clone> Transactions<A> {
         };
     }
 
-    fn schedule(&mut self, key: &Key, timer: Timer, generation: u64, at: Instant) {
-        let slot = self.next_slot;
-        self.next_slot = self.next_slot.wrapping_add(1);
-        self.slots.insert(slot, (key.clone(), timer, generation));
-        self.deadlines.push(Reverse((at, slot)));
+    fn schedule(&mut self, id: u64, timer: Timer, generation: u64, at: Instant) {
+        self.deadlines.push(Reverse((at, id, generation, timer)));
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(tx) = self.txs.remove(key) {
+            self.ids.remove(&tx.id);
+        }
     }
 }
 

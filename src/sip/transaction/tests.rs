@@ -204,5 +204,5 @@ fn a_thousand_unacked_calls_leave_nothing_behind() {
         assert!(at < now + Duration::from_secs(40), "timers must converge");
     }
     assert!(t.is_empty());
-    assert!(t.slots.is_empty() && t.deadlines.is_empty());
+    assert!(t.ids.is_empty() && t.deadlines.is_empty());
 }
