@@ -42,10 +42,26 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Data-subject requests: the local events about one phone number.
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
     /// Carrier CDR files.
     Cdr {
         #[command(subcommand)]
         command: CdrCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SubjectCommand {
+    /// Print the outbox events whose caller pseudonym belongs to NUMBER (GDPR Art. 15), under
+    /// every key still held. The number is read from standard input, so it never lands in the
+    /// shell history or the process list.
+    Find {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
     },
 }
 
@@ -127,6 +143,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command),
+        Command::Subject {
+            command: SubjectCommand::Find { config },
+        } => subject_find(&config),
         Command::Cdr {
             command:
                 CdrCommand::Import {
@@ -136,6 +155,33 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => cdr_import(&config, &file, &format),
     }
+}
+
+fn subject_find(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, Write};
+    let config = config::load(config)?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let normalizer = config.numbers.normalizer()?;
+    let number = normalizer
+        .normalize(line.trim())
+        .map_err(|_| anyhow::anyhow!("standard input is not a phone number"))?;
+    let keyring = daemon::open_keyring(&config)?;
+    let pseudonyms = calltrackd::call::subject::pseudonyms(&keyring, &number)?;
+    let records: Vec<_> = calltrackd::outbox::scan(
+        config.data_dir.join("outbox"),
+        calltrackd::outbox::Position(0),
+    )?
+    .collect::<Result<_, _>>()?;
+    let found =
+        calltrackd::call::subject::matching(&pseudonyms, records.iter().map(|r| &r.line[..]));
+    let mut out = std::io::stdout().lock();
+    for line in &found {
+        out.write_all(line)?;
+        out.write_all(b"\n")?;
+    }
+    eprintln!("{} events under {} keys", found.len(), pseudonyms.len());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cdr_import(

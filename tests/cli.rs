@@ -101,3 +101,43 @@ fn events_tail_prints_what_the_daemon_recorded_and_keys_can_be_listed() {
     let key_id = lines[0]["key_id"].as_str().unwrap();
     assert!(String::from_utf8_lossy(&keys.stdout).contains(key_id));
 }
+
+#[test]
+fn subject_find_returns_the_events_of_one_caller_only() {
+    use std::io::Write;
+    let mut daemon = Daemon::start("");
+    let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
+    assert_sipp_ok(&out, "a call from the sipp caller");
+    daemon.wait_events(3);
+    daemon.stop();
+    let config = daemon.dir.path().join("calltrackd.toml");
+    let find = |number: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+            .args(["subject", "find", "--config", config.to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{number}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let caller = find("+4917612345678");
+    assert!(
+        caller.status.success(),
+        "{}",
+        String::from_utf8_lossy(&caller.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&caller.stdout).lines().count(),
+        3,
+        "all three events of the call"
+    );
+    let stranger = find("+4917600000000");
+    assert_eq!(String::from_utf8_lossy(&stranger.stdout).lines().count(), 0);
+}

@@ -14,6 +14,7 @@ pub mod privacy;
 pub mod pseudonym;
 pub mod recorder;
 pub mod region;
+pub mod subject;
 
 pub use caller::{CallerIdentity, CallerInput, identify};
 pub use epoch::Rotation;
