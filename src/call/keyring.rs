@@ -68,7 +68,14 @@ pub struct KeyInfo {
 
 /// Secret key bytes. `Debug` never shows them; dropping overwrites them (best effort: without
 /// `unsafe` the compiler may elide it, and copies may exist in freed memory).
-struct Secret([u8; KEY_LEN]);
+struct Secret([u8; KEY_LEN], pseudonym::Keyed);
+
+impl Secret {
+    fn new(bytes: [u8; KEY_LEN]) -> Self {
+        let keyed = pseudonym::Keyed::new(&bytes);
+        Self(bytes, keyed)
+    }
+}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -158,7 +165,7 @@ impl Keyring {
     ) -> Result<Pseudonym, KeyError> {
         let key_id = self.key_id(at);
         let secret = self.secret(&key_id)?;
-        let value = pseudonym::derive(&secret.0, purpose, input);
+        let value = secret.1.derive(purpose, input);
         Ok(Pseudonym { key_id, value })
     }
 
@@ -285,7 +292,7 @@ impl Keyring {
         }
         let mut bytes = [0; KEY_LEN];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let secret = Secret(bytes);
+        let secret = Secret::new(bytes);
         bytes = [0; KEY_LEN];
         std::hint::black_box(&bytes);
 
@@ -374,7 +381,7 @@ fn read_key(path: &Path) -> Result<Secret, KeyError> {
         path: path.to_owned(),
     })?;
     bytes.fill(0);
-    Ok(Secret(key))
+    Ok(Secret::new(key))
 }
 
 #[cfg(test)]
@@ -599,7 +606,7 @@ mod tests {
         let dir = tmp.path().join("keys");
         let r = ring(&dir);
         let key = fs::read(dir.join("2026-11.key")).unwrap();
-        let shown = format!("{r:?} {:?}", Secret([0xab; 32]));
+        let shown = format!("{r:?} {:?}", Secret::new([0xab; 32]));
         assert!(!shown.contains(&hex::encode(&key)));
         assert!(
             !shown.contains("abab") && shown.contains("Secret(…)"),

@@ -13,7 +13,9 @@ use super::ingest::{RowSink, SinkError};
 use super::quarantine::{Entry, Quarantine};
 use super::row::Row;
 use crate::call::recorder::CdrFacts;
-use crate::call::{CallerInput, E164, Normalizer, Recorder};
+use std::sync::{Mutex, PoisonError};
+
+use crate::call::{CallerIdentity, E164, Normalizer, Recorder};
 use crate::outbox::Outbox;
 
 /// Turns rows into events; shared by every feed and the `cdr import` command.
@@ -23,7 +25,13 @@ pub struct Completer {
     /// Tracking number (E.164) → campaign id.
     pool: HashMap<String, String>,
     tolerance: TimeDelta,
+    /// Raw number text → E.164 (or not a number). Parsing a number with libphonenumber's rules
+    /// costs microseconds; CDR files repeat the same tracking numbers (and often callers) on
+    /// every row. Bounded: cleared when full.
+    memo: Mutex<HashMap<String, Option<E164>>>,
 }
+
+const MEMO_CAPACITY: usize = 100_000;
 
 /// Counts across files, for metrics and reports.
 #[derive(Debug, Default)]
@@ -50,25 +58,34 @@ impl Completer {
             normalizer,
             pool,
             tolerance,
+            memo: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn normalize(&self, raw: &str) -> Option<E164> {
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(known) = memo.get(raw) {
+            return known.clone();
+        }
+        let number = self.normalizer.normalize(raw).ok();
+        if memo.len() >= MEMO_CAPACITY {
+            memo.clear();
+        }
+        memo.insert(raw.to_owned(), number.clone());
+        number
     }
 
     /// The event for one row: `Ok(None)` when the row is not for a tracking number.
     pub fn event(&self, feed: &str, row: &Row) -> Result<Option<Vec<u8>>, &'static str> {
-        let called: E164 = self
-            .normalizer
-            .normalize(&row.called_raw)
-            .map_err(|_| CALLED_NOT_A_NUMBER)?;
+        let called: E164 = self.normalize(&row.called_raw).ok_or(CALLED_NOT_A_NUMBER)?;
         let Some(campaign_id) = self.pool.get(called.as_str()) else {
             return Ok(None);
         };
         // A calling number that is not a number (anonymous, empty, a trunk label) is withheld.
-        let caller = self.recorder.identify(&CallerInput {
-            p_asserted_user: None,
-            from_user: Some(row.calling_raw.clone()),
-            privacy: None,
-            from_host: None,
-        });
+        let caller = match self.normalize(&row.calling_raw) {
+            Some(number) if !is_anonymous(&row.calling_raw) => CallerIdentity::Number(number),
+            _ => CallerIdentity::Withheld,
+        };
         let record_key = format!("{feed}/{}", row.record_id);
         let facts = CdrFacts {
             record_key: &record_key,
@@ -147,4 +164,18 @@ impl RowSink for OutboxSink<'_> {
             .fetch_add(lines.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Carriers write withheld callers as words in the calling-number column.
+fn is_anonymous(raw: &str) -> bool {
+    let raw = raw.trim().to_ascii_lowercase();
+    [
+        "anonymous",
+        "restricted",
+        "unavailable",
+        "private",
+        "withheld",
+    ]
+    .iter()
+    .any(|w| raw.contains(w))
 }
