@@ -17,6 +17,7 @@ use crate::call::disclosure::{Plan, WithoutSdp};
 use crate::call::{CallerPolicy, Keyring, Policy, Recorder};
 use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
+use crate::sink::Forwarder;
 use crate::config::{self, Config, Transport};
 use crate::media::PortPool;
 use crate::media::announcements::Announcements;
@@ -63,6 +64,8 @@ pub struct Daemon {
     ingestor: Arc<Ingestor>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    http: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     config: Config,
 }
 
@@ -257,6 +260,7 @@ impl Daemon {
         let outbox = open_outbox(&config)?;
         let routing = routing(&config)?;
         let correlator = correlator(&config);
+        let metrics = Arc::new(Metrics::default());
         let recorder = Arc::new(recorder(keyring, &config)?.with_correlator(correlator.clone()));
         let ingestor = Arc::new(ingestor(&config, recorder.clone(), outbox.clone())?);
         let timers = Timers {
@@ -269,7 +273,7 @@ impl Daemon {
             routing,
             recorder,
             outbox.clone(),
-            Arc::new(Metrics::default()),
+            metrics.clone(),
             config.sip.server_header.clone(),
             MediaSettings {
                 address: config.media.address,
@@ -279,6 +283,14 @@ impl Daemon {
             },
         ));
         let (udp, tcp) = bind_all(&config).await?;
+        let http = match config.ops.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+                addr,
+                transport: "http",
+                source,
+            })?),
+            None => None,
+        };
         Ok(Self {
             edge,
             outbox,
@@ -286,6 +298,8 @@ impl Daemon {
             ingestor,
             udp,
             tcp,
+            http,
+            metrics,
             config,
         })
     }
@@ -295,6 +309,10 @@ impl Daemon {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
@@ -335,6 +353,9 @@ impl Daemon {
             ));
         }
         tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
+        if let Some(listener) = self.http {
+            tasks.spawn(ops::http::serve(listener, self.metrics.clone(), shutdown.clone()));
+        }
         tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
         if !self.config.cdr.feeds.is_empty() {
             tasks.spawn(crate::cdr::service::run(
@@ -344,11 +365,30 @@ impl Daemon {
                 shutdown.clone(),
             ));
         }
-        tasks.spawn(retention_loop(
-            self.outbox.clone(),
-            self.config.outbox.retention_hours,
-            shutdown.clone(),
-        ));
+        // With Kafka, the forwarder deletes segments once delivered (and old enough); without it,
+        // age alone decides. The forwarder stops last, after the SIP edge, so every event
+        // recorded before shutdown is handed to Kafka (bounded by its flush timeout).
+        let stop_forwarder = CancellationToken::new();
+        let forwarder = match &self.config.kafka {
+            Some(kafka) => match Forwarder::new(self.outbox.clone(), kafka) {
+                Ok(forwarder) => {
+                    tokio::spawn(mirror_kafka_stats(forwarder.stats(), self.metrics.clone(), stop_forwarder.clone()));
+                    Some(tokio::spawn(forwarder.run(stop_forwarder.clone())))
+                }
+                Err(err) => {
+                    warn!(error = %err, "Kafka forwarder not started; events stay in the outbox.");
+                    None
+                }
+            },
+            None => {
+                tasks.spawn(retention_loop(
+                    self.outbox.clone(),
+                    self.config.outbox.retention_hours,
+                    shutdown.clone(),
+                ));
+                None
+            }
+        };
         let watchdog = tokio::spawn(ops::systemd::watchdog());
         ops::systemd::ready();
         shutdown.cancelled().await;
@@ -358,6 +398,19 @@ impl Daemon {
         watchdog.abort();
         if let Err(err) = self.outbox.flush().await {
             warn!(error = %err, "Final outbox sync failed.");
+        }
+        stop_forwarder.cancel();
+        if let Some(forwarder) = forwarder {
+            match forwarder.await {
+                Ok(Ok(report)) => info!(
+                    acked = report.acked,
+                    backlog = report.backlog,
+                    flushed = report.flushed,
+                    "Kafka forwarder stopped."
+                ),
+                Ok(Err(err)) => warn!(error = %err, "Kafka forwarder failed."),
+                Err(_) => warn!("Kafka forwarder task failed."),
+            }
         }
         if let Err(err) = self.correlator.persist() {
             warn!(error = %err, "Correlation index not saved.");
@@ -445,6 +498,21 @@ async fn persist_loop(correlator: Arc<Correlator>, shutdown: CancellationToken) 
                 if let Ok(Err(err)) = tokio::task::spawn_blocking(move || c.persist()).await {
                     warn!(error = %err, "Correlation index not saved.");
                 }
+            }
+        }
+    }
+}
+
+/// Copies the forwarder's counters into the process metrics once a second.
+async fn mirror_kafka_stats(stats: Arc<crate::sink::Stats>, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                metrics.kafka_acked.set_max(stats.acked());
+                metrics.kafka_delivery_errors.set_max(stats.delivery_errors());
+                metrics.kafka_backlog.set(stats.backlog());
             }
         }
     }

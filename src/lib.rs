@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod media;
 pub mod ops;
 pub mod outbox;
+pub mod sink;
 pub mod sip;

@@ -27,7 +27,7 @@ fn assert_clean(what: &str, text: &str) {
 
 #[test]
 fn caller_identity_appears_in_no_event_log_or_error() {
-    let daemon = Daemon::start("");
+    let daemon = Daemon::start("[ops]\nmetrics_listen = \"127.0.0.1:0\"\n");
     // The carrier (sipp) sends from 127.0.0.2 so its address is as distinctive as the caller.
     let calls = [
         ("uac_redirect.xml", "u1", POOL_NUMBER),
@@ -63,6 +63,11 @@ fn caller_identity_appears_in_no_event_log_or_error() {
     let log = daemon.log();
     assert!(log.contains("DEBUG"), "the log was captured at debug level");
     assert_clean("the debug log", &log);
+    let metrics = daemon.http_get("/metrics");
+    assert!(metrics.contains("calltrackd_calls_redirected_total 2"), "{metrics}");
+    assert!(metrics.contains("calltrackd_sip_responses_total{class=\"3xx\"} 2"), "{metrics}");
+    assert_clean("the metrics", &metrics);
+    assert!(daemon.http_get("/health").ends_with("ok\n"));
 }
 
 #[test]

@@ -26,12 +26,27 @@ pub struct Config {
     pub announcements: BTreeMap<String, Announcement>,
     #[serde(default)]
     pub cdr: Cdr,
+    /// Kafka delivery; without this section the outbox alone is the sink.
+    #[serde(default)]
+    pub kafka: Option<crate::sink::Kafka>,
     #[serde(default)]
     pub privacy: Privacy,
     #[serde(default)]
     pub outbox: Outbox,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub ops: Ops,
+}
+
+/// Operator endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ops {
+    /// Serve `GET /metrics` (Prometheus) and `GET /health` here; unset serves nothing. Keep it
+    /// on loopback or a management network.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn default_data_dir() -> PathBuf {

@@ -125,6 +125,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "correlation_capacity and quarantine_days must be at least 1".to_owned(),
         ));
     }
+    if let Some(kafka) = &config.kafka
+        && let Err(err) = kafka.validate()
+    {
+        problems.push(("kafka".into(), err.to_string()));
+    }
     let media = &config.media;
     if media.port_min < 1024 || media.port_min >= media.port_max {
         problems.push((

@@ -80,6 +80,9 @@ pub struct Metrics {
     pub events_written: Counter,
     pub outbox_full: Counter,
     pub outbox_errors: Counter,
+    pub kafka_acked: Counter,
+    pub kafka_delivery_errors: Counter,
+    pub kafka_backlog: Gauge,
 }
 
 impl Metrics {
@@ -169,6 +172,21 @@ impl Metrics {
             "calltrackd_outbox_errors_total",
             "Outbox write failures.",
             self.outbox_errors.get(),
+        );
+        counter(
+            "calltrackd_kafka_acked_total",
+            "Events acknowledged by Kafka.",
+            self.kafka_acked.get(),
+        );
+        counter(
+            "calltrackd_kafka_delivery_errors_total",
+            "Kafka delivery failures (each is retried).",
+            self.kafka_delivery_errors.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP calltrackd_kafka_backlog Events in the outbox not yet acknowledged by Kafka.\n# TYPE calltrackd_kafka_backlog gauge\ncalltrackd_kafka_backlog {}",
+            self.kafka_backlog.get()
         );
         let _ = writeln!(
             out,

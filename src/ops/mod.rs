@@ -1,5 +1,6 @@
 //! Running the daemon as an operator expects: metrics, logs, systemd readiness and signals.
 
+pub mod http;
 pub mod metrics;
 pub mod occurrence;
 pub mod systemd;

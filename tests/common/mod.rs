@@ -198,6 +198,26 @@ impl Daemon {
         self.dir.path().join("var")
     }
 
+    /// GET a path from the daemon's metrics endpoint (needs `[ops] metrics_listen`).
+    pub fn http_get(&self, path: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let log = self.log();
+        let addr = log
+            .lines()
+            .find(|l| l.contains("Listening."))
+            .and_then(|l| l.split("metrics=").nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .expect("metrics endpoint configured")
+            .trim_matches('"')
+            .to_owned();
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect metrics");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        write!(stream, "GET {path} HTTP/1.0\r\n\r\n").expect("request");
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        body
+    }
+
     /// Everything the daemon logged so far (debug level).
     pub fn log(&self) -> String {
         let mut s = String::new();
@@ -354,3 +374,4 @@ pub fn sipp_from(
         .expect("sipp must be installed (Debian package sip-tester)")
 }
 pub mod uac;
+pub mod tansu;

@@ -1,0 +1,593 @@
+//! The `[kafka]` config section and the librdkafka producer settings built from it.
+//!
+//! The producer settings are chosen for the outbox behind us (see `client_config`): the
+//! idempotent producer (KIP-98) with `acks=all` keeps each partition's records in order and free
+//! of producer-retry duplicates within one producer session, and `message.timeout.ms=0` lets
+//! librdkafka retry a send for as long as it takes instead of giving up and making us resend.
+//! Properties that would weaken that are refused, and so are secrets in the config text.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use serde::Deserialize;
+
+/// Settings librdkafka gets from us and the `properties` table may not override, with why.
+const OWNED: &[&str] = &[
+    // Typed fields above are the one place for these.
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "client.id",
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "ssl.ca.location",
+    // Secrets never come from the config text (ENGINEERING.md, Config).
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "sasl.oauthbearer.client.secret",
+    // The delivery callbacks the forwarder relies on.
+    "delivery.report.only.error",
+    "dr_msg_cb",
+    "dr_cb",
+    // Transactions need a different produce path than ours.
+    "transactional.id",
+];
+
+/// How the producer connects and where events go. Every key is optional but
+/// `bootstrap_servers`; defaults suit a local broker.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// Comma-separated `host:port` list of brokers to bootstrap from.
+    pub bootstrap_servers: String,
+    /// Topic every call event is published to (created by the operator; never auto-created).
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// `client.id` the brokers see in their logs and quotas.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Transport security and authentication; absent means plaintext without authentication.
+    #[serde(default)]
+    pub security: Option<Security>,
+    /// Extra librdkafka properties passed through as they are (e.g. `"batch.size"`); those that
+    /// would break ordering, durability or secrecy are refused by `validate`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Most events read from the outbox at once, and most events sent but not yet acknowledged.
+    #[serde(default = "default_batch_events")]
+    pub batch_events: usize,
+    /// How long shutdown waits for in-flight events to be acknowledged, in milliseconds.
+    #[serde(default = "default_flush_timeout_ms")]
+    pub flush_timeout_ms: u64,
+    /// Outbox segments whose events were all delivered are deleted this many hours after their
+    /// last write.
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours_after_delivery: u64,
+    /// While deliveries are stuck, the backlog warning is logged at most once per this many
+    /// seconds.
+    #[serde(default = "default_warn_interval")]
+    pub backlog_warn_interval_seconds: u64,
+}
+
+/// `[kafka.security]`: how the connection is protected and authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// Transport: `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: Protocol,
+    /// SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); required for the `sasl_*`
+    /// protocols, refused for the others.
+    #[serde(default)]
+    pub sasl_mechanism: Option<Mechanism>,
+    /// SASL user name; required with `sasl_mechanism`.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// Where the SASL password is read from: an absolute path, or a bare name looked up as the
+    /// systemd credential `$CREDENTIALS_DIRECTORY/<name>` (`LoadCredential=`). One trailing line
+    /// feed is removed. Required with `sasl_mechanism`.
+    #[serde(default)]
+    pub sasl_password_file: Option<String>,
+    /// PEM file of the CA certificates that sign the brokers' certificates; the system store is
+    /// used when absent. Only for `ssl` and `sasl_ssl`.
+    #[serde(default)]
+    pub ssl_ca_file: Option<PathBuf>,
+}
+
+/// `security.protocol` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+/// SASL mechanisms librdkafka implements without Cyrus SASL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Mechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// Why the `[kafka]` section cannot be used. Names the key, never echoes a value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("kafka.{0}: must not be empty")]
+    Empty(&'static str),
+    #[error("kafka.{0}: must be positive")]
+    Zero(&'static str),
+    #[error("kafka.security.{0}: required for the sasl protocols")]
+    SaslMissing(&'static str),
+    #[error("kafka.security.{0}: only allowed with the sasl protocols")]
+    SaslUnexpected(&'static str),
+    #[error("kafka.security.ssl_ca_file: only allowed with the ssl protocols")]
+    SslUnexpected,
+    #[error("kafka.security.sasl_password_file: not an absolute path nor a credential name")]
+    SecretName,
+    #[error("kafka.security.sasl_password_file: CREDENTIALS_DIRECTORY is not set")]
+    NoCredentialsDirectory,
+    #[error("kafka.security.sasl_password_file: could not be read")]
+    SecretRead(#[source] std::io::Error),
+    #[error("kafka.security.sasl_password_file: file is empty")]
+    SecretEmpty,
+    #[error("kafka.security.sasl_password_file: not UTF-8")]
+    SecretEncoding,
+    /// A passthrough property is one we set ourselves, a secret, or a weakening of delivery
+    /// guarantees. The payload is the property name, which is ours to document, not user data.
+    #[error("kafka.properties: {0:?} may not be set here")]
+    Refused(String),
+    #[error("kafka.properties: {0:?} has a value that breaks ordered, acknowledged delivery")]
+    Weakening(String),
+}
+
+fn default_topic() -> String {
+    "call-events".to_owned()
+}
+fn default_client_id() -> String {
+    "calltrackd".to_owned()
+}
+fn default_batch_events() -> usize {
+    10_000
+}
+fn default_flush_timeout_ms() -> u64 {
+    10_000
+}
+fn default_retention_hours() -> u64 {
+    24
+}
+fn default_warn_interval() -> u64 {
+    60
+}
+
+impl Kafka {
+    /// A config with every default and the given brokers (for tests and the example file).
+    pub fn new(bootstrap_servers: impl Into<String>) -> Kafka {
+        Kafka {
+            bootstrap_servers: bootstrap_servers.into(),
+            topic: default_topic(),
+            client_id: default_client_id(),
+            security: None,
+            properties: BTreeMap::new(),
+            batch_events: default_batch_events(),
+            flush_timeout_ms: default_flush_timeout_ms(),
+            retention_hours_after_delivery: default_retention_hours(),
+            backlog_warn_interval_seconds: default_warn_interval(),
+        }
+    }
+
+    pub fn flush_timeout(&self) -> Duration {
+        Duration::from_millis(self.flush_timeout_ms)
+    }
+
+    pub fn retention_age(&self) -> Duration {
+        Duration::from_secs(self.retention_hours_after_delivery.saturating_mul(3600))
+    }
+
+    pub fn backlog_warn_interval(&self) -> Duration {
+        Duration::from_secs(self.backlog_warn_interval_seconds)
+    }
+
+    /// Checks everything that can be checked without reading files or the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::Empty("bootstrap_servers"));
+        }
+        if self.topic.is_empty() {
+            return Err(ConfigError::Empty("topic"));
+        }
+        if self.client_id.is_empty() {
+            return Err(ConfigError::Empty("client_id"));
+        }
+        if self.batch_events == 0 {
+            return Err(ConfigError::Zero("batch_events"));
+        }
+        if self.backlog_warn_interval_seconds == 0 {
+            return Err(ConfigError::Zero("backlog_warn_interval_seconds"));
+        }
+        if let Some(sec) = &self.security {
+            sec.validate()?;
+        }
+        for (key, value) in &self.properties {
+            check_property(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// The producer settings: ours, then the passthrough properties. Reads the SASL secret.
+    ///
+    /// Choices (each a trade-off for an outbox-backed producer):
+    /// - `enable.idempotence=true`, `acks=all`, `max.in.flight.requests.per.connection=5`: the
+    ///   broker drops producer-retry duplicates and keeps order within a partition with up to 5
+    ///   requests in flight (the most idempotence allows).
+    /// - `enable.gapless.guarantee=true`: an error that would leave a hole in a partition's
+    ///   sequence stops the producer (fatal) instead of letting later records through; the
+    ///   forwarder then builds a new producer and resends from the first unacknowledged record,
+    ///   so one call's events never overtake each other.
+    /// - `message.timeout.ms=0` (infinite): while brokers are down librdkafka keeps retrying the
+    ///   same records with the same sequence numbers, which the broker deduplicates. A finite
+    ///   timeout would fail them locally and make us resend them as new records, which
+    ///   duplicates any the broker had written but not acknowledged. The outbox already holds
+    ///   everything durably, so nothing is gained by giving up; the backlog gauge and the
+    ///   rate-limited warning report the stall. Operators may still set a finite value in
+    ///   `properties`; the forwarder's resend path then handles the timeouts.
+    /// - `partitioner=murmur2_random`: the Java client's partitioner, so other producers keyed
+    ///   by `call_key` pick the same partitions.
+    /// - `compression.type=lz4`, `linger.ms=5`: cheap compression of similar JSON lines, and a
+    ///   short wait to fill batches without adding visible latency.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        self.validate()?;
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("enable.gapless.guarantee", "true")
+            .set("max.in.flight.requests.per.connection", "5")
+            .set("message.timeout.ms", "0")
+            .set("partitioner", "murmur2_random")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("retry.backoff.ms", "100")
+            .set("retry.backoff.max.ms", "2000");
+        if let Some(sec) = &self.security {
+            sec.apply(&mut c)?;
+        }
+        for (key, value) in &self.properties {
+            c.set(key, value);
+        }
+        Ok(c)
+    }
+}
+
+impl Security {
+    fn is_sasl(&self) -> bool {
+        matches!(self.protocol, Protocol::SaslPlaintext | Protocol::SaslSsl)
+    }
+
+    fn is_ssl(&self) -> bool {
+        matches!(self.protocol, Protocol::Ssl | Protocol::SaslSsl)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.is_sasl() {
+            if self.sasl_mechanism.is_none() {
+                return Err(ConfigError::SaslMissing("sasl_mechanism"));
+            }
+            match &self.sasl_username {
+                None => return Err(ConfigError::SaslMissing("sasl_username")),
+                Some(u) if u.is_empty() => {
+                    return Err(ConfigError::Empty("security.sasl_username"));
+                }
+                Some(_) => {}
+            }
+            match &self.sasl_password_file {
+                None => return Err(ConfigError::SaslMissing("sasl_password_file")),
+                Some(f) => {
+                    secret_path_kind(f)?;
+                }
+            }
+        } else {
+            if self.sasl_mechanism.is_some() {
+                return Err(ConfigError::SaslUnexpected("sasl_mechanism"));
+            }
+            if self.sasl_username.is_some() {
+                return Err(ConfigError::SaslUnexpected("sasl_username"));
+            }
+            if self.sasl_password_file.is_some() {
+                return Err(ConfigError::SaslUnexpected("sasl_password_file"));
+            }
+        }
+        if !self.is_ssl() && self.ssl_ca_file.is_some() {
+            return Err(ConfigError::SslUnexpected);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, c: &mut ClientConfig) -> Result<(), ConfigError> {
+        let protocol = match self.protocol {
+            Protocol::Plaintext => "plaintext",
+            Protocol::Ssl => "ssl",
+            Protocol::SaslPlaintext => "sasl_plaintext",
+            Protocol::SaslSsl => "sasl_ssl",
+        };
+        c.set("security.protocol", protocol);
+        if let Some(ca) = &self.ssl_ca_file {
+            c.set("ssl.ca.location", ca.to_string_lossy());
+        }
+        if let (Some(m), Some(user), Some(file)) = (
+            self.sasl_mechanism,
+            &self.sasl_username,
+            &self.sasl_password_file,
+        ) {
+            let mechanism = match m {
+                Mechanism::Plain => "PLAIN",
+                Mechanism::ScramSha256 => "SCRAM-SHA-256",
+                Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            };
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+            let password = read_secret(&secret_path(file, dir.as_deref())?)?;
+            c.set("sasl.mechanism", mechanism)
+                .set("sasl.username", user)
+                .set("sasl.password", password);
+        }
+        Ok(())
+    }
+}
+
+enum SecretPath<'a> {
+    Absolute(&'a Path),
+    Credential(&'a str),
+}
+
+fn secret_path_kind(value: &str) -> Result<SecretPath<'_>, ConfigError> {
+    let path = Path::new(value);
+    if path.is_absolute() {
+        return Ok(SecretPath::Absolute(path));
+    }
+    // systemd credential names are single path components.
+    let bare = !value.is_empty() && !value.contains('/') && value != "." && value != "..";
+    if bare {
+        Ok(SecretPath::Credential(value))
+    } else {
+        Err(ConfigError::SecretName)
+    }
+}
+
+/// Resolves `sasl_password_file` against `$CREDENTIALS_DIRECTORY` (passed in for testability).
+pub fn secret_path(value: &str, credentials_dir: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    match secret_path_kind(value)? {
+        SecretPath::Absolute(p) => Ok(p.to_path_buf()),
+        SecretPath::Credential(name) => credentials_dir
+            .map(|d| d.join(name))
+            .ok_or(ConfigError::NoCredentialsDirectory),
+    }
+}
+
+/// Reads a secret file: one trailing line feed (and a CR before it) is dropped.
+pub fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(ConfigError::SecretRead)?;
+    let mut text = String::from_utf8(bytes).map_err(|_| ConfigError::SecretEncoding)?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(ConfigError::SecretEmpty);
+    }
+    Ok(text)
+}
+
+/// Refuses passthrough properties that we own or that weaken delivery.
+fn check_property(key: &str, value: &str) -> Result<(), ConfigError> {
+    let k = key.trim();
+    if OWNED.contains(&k) || k.contains("password") || k.contains("secret") {
+        return Err(ConfigError::Refused(k.to_owned()));
+    }
+    let v = value.trim();
+    let weak = match k {
+        "enable.idempotence" | "enable.gapless.guarantee" => !v.eq_ignore_ascii_case("true"),
+        "acks" | "request.required.acks" => !(v == "all" || v == "-1"),
+        "max.in.flight.requests.per.connection" | "max.in.flight" => {
+            !matches!(v.parse::<u32>(), Ok(1..=5))
+        }
+        // Our own partitioning by `call_key` is what keeps a call's events in order.
+        "partitioner" => !matches!(
+            v,
+            "murmur2_random"
+                | "murmur2"
+                | "consistent"
+                | "consistent_random"
+                | "fnv1a"
+                | "fnv1a_random"
+        ),
+        _ => false,
+    };
+    if weak {
+        return Err(ConfigError::Weakening(k.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Kafka, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    #[test]
+    fn defaults_fill_every_optional_key() {
+        let k = parse(r#"{"bootstrap_servers":"127.0.0.1:9092"}"#).unwrap();
+        assert_eq!(k, Kafka::new("127.0.0.1:9092"));
+        assert_eq!(k.topic, "call-events");
+        assert_eq!(k.client_id, "calltrackd");
+        assert_eq!(k.batch_events, 10_000);
+        assert_eq!(k.flush_timeout_ms, 10_000);
+        assert_eq!(k.retention_hours_after_delivery, 24);
+        assert_eq!(k.backlog_warn_interval_seconds, 60);
+        k.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(parse(r#"{"bootstrap_servers":"x:1","topik":"a"}"#).is_err());
+        assert!(
+            parse(r#"{"bootstrap_servers":"x:1","security":{"protocol":"ssl","pasword":"a"}}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn security_enums_use_the_documented_spellings() {
+        let k = parse(
+            r#"{"bootstrap_servers":"x:1","security":{"protocol":"sasl_ssl",
+            "sasl_mechanism":"SCRAM-SHA-512","sasl_username":"u",
+            "sasl_password_file":"kafka-password","ssl_ca_file":"/etc/ca.pem"}}"#,
+        )
+        .unwrap();
+        let s = k.security.as_ref().unwrap();
+        assert_eq!(s.protocol, Protocol::SaslSsl);
+        assert_eq!(s.sasl_mechanism, Some(Mechanism::ScramSha512));
+        k.validate().unwrap();
+        assert!(parse(r#"{"bootstrap_servers":"x:1","security":{"protocol":"SSL"}}"#).is_err());
+    }
+
+    #[test]
+    fn guarantees_are_set_and_cannot_be_weakened() {
+        let k = Kafka::new("127.0.0.1:1");
+        let c = k.client_config().unwrap();
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("message.timeout.ms"), Some("0"));
+        assert_eq!(c.get("max.in.flight.requests.per.connection"), Some("5"));
+        assert_eq!(c.get("compression.type"), Some("lz4"));
+
+        for (key, value) in [
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("request.required.acks", "0"),
+            ("max.in.flight.requests.per.connection", "6"),
+            ("enable.gapless.guarantee", "false"),
+            ("partitioner", "random"),
+        ] {
+            let mut k = Kafka::new("127.0.0.1:1");
+            k.properties.insert(key.into(), value.into());
+            assert!(
+                matches!(k.validate(), Err(ConfigError::Weakening(_))),
+                "{key}={value} must be refused"
+            );
+        }
+        let mut k = Kafka::new("127.0.0.1:1");
+        k.properties.insert("acks".into(), "all".into());
+        k.properties.insert("batch.size".into(), "65536".into());
+        k.properties
+            .insert("message.timeout.ms".into(), "30000".into());
+        let c = k.client_config().unwrap();
+        assert_eq!(c.get("batch.size"), Some("65536"));
+        assert_eq!(c.get("message.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn secrets_and_owned_keys_are_refused_in_properties() {
+        for key in [
+            "sasl.password",
+            "ssl.key.password",
+            "bootstrap.servers",
+            "client.id",
+        ] {
+            let mut k = Kafka::new("127.0.0.1:1");
+            k.properties.insert(key.into(), "hunter2".into());
+            let err = k.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Refused(_)), "{key}");
+            assert!(!err.to_string().contains("hunter2"), "value never echoed");
+        }
+    }
+
+    #[test]
+    fn sasl_needs_mechanism_user_and_secret_file() {
+        let mut k = Kafka::new("127.0.0.1:1");
+        k.security = Some(Security {
+            protocol: Protocol::SaslPlaintext,
+            sasl_mechanism: Some(Mechanism::Plain),
+            sasl_username: Some("u".into()),
+            sasl_password_file: None,
+            ssl_ca_file: None,
+        });
+        assert!(matches!(
+            k.validate(),
+            Err(ConfigError::SaslMissing("sasl_password_file"))
+        ));
+        if let Some(s) = k.security.as_mut() {
+            s.sasl_password_file = Some("../up".into());
+        }
+        assert!(matches!(k.validate(), Err(ConfigError::SecretName)));
+        if let Some(s) = k.security.as_mut() {
+            s.protocol = Protocol::Ssl;
+            s.sasl_password_file = None;
+        }
+        assert!(matches!(
+            k.validate(),
+            Err(ConfigError::SaslUnexpected("sasl_mechanism"))
+        ));
+    }
+
+    #[test]
+    fn secret_is_read_from_file_or_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kafka-password"), "s3cret\n").unwrap();
+        let p = secret_path("kafka-password", Some(dir.path())).unwrap();
+        assert_eq!(read_secret(&p).unwrap(), "s3cret");
+        assert!(matches!(
+            secret_path("kafka-password", None),
+            Err(ConfigError::NoCredentialsDirectory)
+        ));
+        let abs = dir.path().join("kafka-password");
+        let abs = abs.to_str().unwrap();
+        assert_eq!(secret_path(abs, None).unwrap(), Path::new(abs));
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        assert!(matches!(
+            read_secret(&dir.path().join("empty")),
+            Err(ConfigError::SecretEmpty)
+        ));
+        assert!(matches!(
+            read_secret(&dir.path().join("missing")),
+            Err(ConfigError::SecretRead(_))
+        ));
+    }
+
+    #[test]
+    fn sasl_settings_reach_the_client_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "pw1").unwrap();
+        let mut k = Kafka::new("127.0.0.1:1");
+        k.security = Some(Security {
+            protocol: Protocol::SaslSsl,
+            sasl_mechanism: Some(Mechanism::ScramSha256),
+            sasl_username: Some("calltrackd".into()),
+            sasl_password_file: Some(file.to_str().unwrap().into()),
+            ssl_ca_file: Some("/etc/ssl/ca.pem".into()),
+        });
+        let c = k.client_config().unwrap();
+        assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-256"));
+        assert_eq!(c.get("sasl.username"), Some("calltrackd"));
+        assert_eq!(c.get("sasl.password"), Some("pw1"));
+        assert_eq!(c.get("ssl.ca.location"), Some("/etc/ssl/ca.pem"));
+    }
+}
