@@ -17,12 +17,12 @@ use crate::call::disclosure::{Plan, WithoutSdp};
 use crate::call::{CallerPolicy, Keyring, Policy, Recorder};
 use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
-use crate::sink::Forwarder;
 use crate::config::{self, Config, Transport};
 use crate::media::PortPool;
 use crate::media::announcements::Announcements;
 use crate::ops::{self, Metrics};
 use crate::outbox::{self, Outbox};
+use crate::sink::Forwarder;
 use crate::sip::edge::Edge;
 use crate::sip::edge::MediaSettings;
 use crate::sip::transaction::{Timers, Transactions};
@@ -62,6 +62,7 @@ pub struct Daemon {
     outbox: Outbox,
     correlator: Arc<Correlator>,
     ingestor: Arc<Ingestor>,
+    recorder: Arc<Recorder>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     http: Option<TcpListener>,
@@ -271,7 +272,7 @@ impl Daemon {
         let edge = Arc::new(Edge::new(
             Transactions::new(timers, config.sip.max_transactions),
             routing,
-            recorder,
+            recorder.clone(),
             outbox.clone(),
             metrics.clone(),
             config.sip.server_header.clone(),
@@ -284,11 +285,17 @@ impl Daemon {
         ));
         let (udp, tcp) = bind_all(&config).await?;
         let http = match config.ops.metrics_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-                addr,
-                transport: "http",
-                source,
-            })?),
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            addr,
+                            transport: "http",
+                            source,
+                        })?,
+                )
+            }
             None => None,
         };
         Ok(Self {
@@ -296,6 +303,7 @@ impl Daemon {
             outbox,
             correlator,
             ingestor,
+            recorder,
             udp,
             tcp,
             http,
@@ -354,14 +362,24 @@ impl Daemon {
         }
         tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
         if let Some(listener) = self.http {
-            tasks.spawn(ops::http::serve(listener, self.metrics.clone(), shutdown.clone()));
+            tasks.spawn(ops::http::serve(
+                listener,
+                self.metrics.clone(),
+                shutdown.clone(),
+            ));
         }
         tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
+        tasks.spawn(housekeeping_loop(
+            self.recorder.clone(),
+            self.ingestor.clone(),
+            self.config.privacy.keep_keys,
+            self.config.cdr.quarantine_days,
+            shutdown.clone(),
+        ));
         if !self.config.cdr.feeds.is_empty() {
             tasks.spawn(crate::cdr::service::run(
                 self.ingestor.clone(),
                 self.config.cdr.feeds.clone(),
-                self.config.cdr.quarantine_days,
                 shutdown.clone(),
             ));
         }
@@ -372,7 +390,11 @@ impl Daemon {
         let forwarder = match &self.config.kafka {
             Some(kafka) => match Forwarder::new(self.outbox.clone(), kafka) {
                 Ok(forwarder) => {
-                    tokio::spawn(mirror_kafka_stats(forwarder.stats(), self.metrics.clone(), stop_forwarder.clone()));
+                    tokio::spawn(mirror_kafka_stats(
+                        forwarder.stats(),
+                        self.metrics.clone(),
+                        stop_forwarder.clone(),
+                    ));
                     Some(tokio::spawn(forwarder.run(stop_forwarder.clone())))
                 }
                 Err(err) => {
@@ -395,6 +417,13 @@ impl Daemon {
         ops::systemd::stopping();
         info!("Shutting down: no new calls.");
         while tasks.join_next().await.is_some() {}
+        let unfinished = self.edge.drain(Duration::from_secs(15)).await;
+        if unfinished > 0 {
+            warn!(
+                unfinished,
+                "Calls still in their announcement at shutdown were not finished."
+            );
+        }
         watchdog.abort();
         if let Err(err) = self.outbox.flush().await {
             warn!(error = %err, "Final outbox sync failed.");
@@ -503,8 +532,43 @@ async fn persist_loop(correlator: Arc<Correlator>, shutdown: CancellationToken) 
     }
 }
 
+/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded and CDR
+/// quarantine rows past their retention purged, hourly (cheap: a directory listing each).
+async fn housekeeping_loop(
+    recorder: Arc<Recorder>,
+    ingestor: Arc<Ingestor>,
+    keep_keys: usize,
+    quarantine_days: u64,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let (recorder, ingestor) = (recorder.clone(), ingestor.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    match recorder.keyring().prune(keep_keys) {
+                        Ok(shredded) if !shredded.is_empty() => {
+                            info!(shredded = shredded.len(), "Expired pseudonym keys shredded.");
+                        }
+                        Ok(_) => {}
+                        Err(err) => warn!(error = %err, "Expired pseudonym keys could not be shredded."),
+                    }
+                    ingestor.purge(quarantine_days);
+                })
+                .await;
+            }
+        }
+    }
+}
+
 /// Copies the forwarder's counters into the process metrics once a second.
-async fn mirror_kafka_stats(stats: Arc<crate::sink::Stats>, metrics: Arc<Metrics>, stop: CancellationToken) {
+async fn mirror_kafka_stats(
+    stats: Arc<crate::sink::Stats>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {

@@ -283,3 +283,27 @@ fn two_hundred_concurrent_announced_calls_complete_without_drift() {
     let events = daemon.wait_events(600);
     assert_eq!(events_of_type(&events, "call.routed").len(), 200);
 }
+
+#[test]
+fn sigterm_during_an_announcement_lets_the_call_finish() {
+    let _serial = serial();
+    let mut daemon = Daemon::start("");
+    let uac = Uac::new(daemon.addr, LONG_NUMBER);
+    uac.invite("0 101");
+    uac.expect(183, "INVITE");
+    // Stop taking calls; the call in its announcement still gets its 302 and its events.
+    let stopper = std::thread::spawn(move || {
+        let code = daemon.stop();
+        (daemon, code)
+    });
+    uac.expect(302, "INVITE");
+    uac.ack();
+    let (daemon, code) = stopper.join().unwrap();
+    assert_eq!(code, Some(0));
+    let events = daemon.events();
+    assert_eq!(
+        events_of_type(&events, "call.routed").len(),
+        1,
+        "{events:#?}"
+    );
+}

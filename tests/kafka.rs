@@ -28,7 +28,9 @@ fn broker() -> Tansu {
 }
 
 fn payloads(msgs: &[Msg]) -> Vec<serde_json::Value> {
-    msgs.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect()
+    msgs.iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect()
 }
 
 /// Each event once (by event id); per call key, the partition order is the outbox order.
@@ -36,15 +38,23 @@ fn check_delivery(outbox: &[serde_json::Value], msgs: &[Msg]) -> usize {
     let got = payloads(msgs);
     let mut seen = HashMap::new();
     for e in &got {
-        *seen.entry(e["event_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        *seen
+            .entry(e["event_id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
     }
     for e in outbox {
-        assert!(seen.contains_key(e["event_id"].as_str().unwrap()), "event lost: {e}");
+        assert!(
+            seen.contains_key(e["event_id"].as_str().unwrap()),
+            "event lost: {e}"
+        );
     }
     let duplicates = seen.values().map(|n| n - 1).sum::<usize>();
     // First arrivals per call key, in partition order, follow the outbox order.
-    let position: HashMap<&str, usize> =
-        outbox.iter().enumerate().map(|(i, e)| (e["event_id"].as_str().unwrap(), i)).collect();
+    let position: HashMap<&str, usize> = outbox
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e["event_id"].as_str().unwrap(), i))
+        .collect();
     let mut first = HashSet::new();
     let mut last_by_key: HashMap<String, usize> = HashMap::new();
     for (m, e) in msgs.iter().zip(&got) {
@@ -53,7 +63,11 @@ fn check_delivery(outbox: &[serde_json::Value], msgs: &[Msg]) -> usize {
             continue;
         }
         let key = String::from_utf8(m.key.clone().unwrap()).unwrap();
-        assert_eq!(key, e["call_key"].as_str().unwrap(), "message key is the call key");
+        assert_eq!(
+            key,
+            e["call_key"].as_str().unwrap(),
+            "message key is the call key"
+        );
         let pos = position[id];
         if let Some(prev) = last_by_key.insert(key, pos) {
             assert!(prev < pos, "order per call kept");
@@ -66,7 +80,13 @@ fn check_delivery(outbox: &[serde_json::Value], msgs: &[Msg]) -> usize {
 fn every_call_event_reaches_kafka_once_with_its_headers() {
     let t = broker();
     let daemon = Daemon::start(&kafka_config(&t));
-    let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &["-m", "10", "-r", "20", "-l", "10"]);
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        POOL_NUMBER,
+        &["-m", "10", "-r", "20", "-l", "10"],
+    );
     assert_sipp_ok(&out, "10 calls");
     let outbox = daemon.wait_events(30);
     assert_eq!(outbox.len(), 30);
@@ -75,9 +95,15 @@ fn every_call_event_reaches_kafka_once_with_its_headers() {
     assert_eq!(msgs.len(), 30, "exactly the recorded events");
     assert_eq!(check_delivery(&outbox, &msgs), 0);
     for (m, e) in msgs.iter().zip(payloads(&msgs)) {
-        assert_eq!(m.header("event-type").unwrap(), e["event_type"].as_str().unwrap().as_bytes());
+        assert_eq!(
+            m.header("event-type").unwrap(),
+            e["event_type"].as_str().unwrap().as_bytes()
+        );
         assert_eq!(m.header("schema-version").unwrap(), b"1");
-        assert_eq!(m.header("key-id").unwrap(), e["key_id"].as_str().unwrap().as_bytes());
+        assert_eq!(
+            m.header("key-id").unwrap(),
+            e["key_id"].as_str().unwrap().as_bytes()
+        );
         assert_eq!(e["campaign_id"], POOL_CAMPAIGN);
         assert!(!String::from_utf8_lossy(&m.payload).contains(CALLER_DIGITS));
     }
@@ -87,11 +113,23 @@ fn every_call_event_reaches_kafka_once_with_its_headers() {
 fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
     let mut t = broker();
     let daemon = Daemon::start(&kafka_config(&t));
-    let out = sipp("uac_redirect.xml", "u1", daemon.addr, QUIET_NUMBER, &["-m", "10", "-r", "20"]);
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        QUIET_NUMBER,
+        &["-m", "10", "-r", "20"],
+    );
     assert_sipp_ok(&out, "calls before the outage");
     daemon.wait_events(20);
     t.stop();
-    let out = sipp("uac_redirect.xml", "u1", daemon.addr, QUIET_NUMBER, &["-m", "10", "-r", "20"]);
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        QUIET_NUMBER,
+        &["-m", "10", "-r", "20"],
+    );
     assert_sipp_ok(&out, "calls while Kafka is down");
     let outbox = daemon.wait_events(40);
     assert_eq!(outbox.len(), 40);
@@ -105,7 +143,13 @@ fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
 fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     let t = broker();
     let mut daemon = Daemon::start(&kafka_config(&t));
-    let out = sipp("uac_redirect.xml", "u1", daemon.addr, QUIET_NUMBER, &["-m", "20", "-r", "40"]);
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        QUIET_NUMBER,
+        &["-m", "20", "-r", "40"],
+    );
     assert_sipp_ok(&out, "calls before the kill");
     daemon.wait_events(40);
     daemon.kill();
@@ -113,7 +157,13 @@ fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     drop(daemon);
     let config = std::fs::read_to_string(dir.path().join("calltrackd.toml")).unwrap();
     let daemon = Daemon::start_with(dir, &config);
-    let out = sipp("uac_redirect.xml", "u1", daemon.addr, QUIET_NUMBER, &["-m", "5", "-r", "20"]);
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        QUIET_NUMBER,
+        &["-m", "5", "-r", "20"],
+    );
     assert_sipp_ok(&out, "calls after the restart");
     let outbox = daemon.wait_events(50);
     assert_eq!(outbox.len(), 50);

@@ -64,8 +64,14 @@ fn caller_identity_appears_in_no_event_log_or_error() {
     assert!(log.contains("DEBUG"), "the log was captured at debug level");
     assert_clean("the debug log", &log);
     let metrics = daemon.http_get("/metrics");
-    assert!(metrics.contains("calltrackd_calls_redirected_total 2"), "{metrics}");
-    assert!(metrics.contains("calltrackd_sip_responses_total{class=\"3xx\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("calltrackd_calls_redirected_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("calltrackd_sip_responses_total{class=\"3xx\"} 2"),
+        "{metrics}"
+    );
     assert_clean("the metrics", &metrics);
     assert!(daemon.http_get("/health").ends_with("ok\n"));
 }

@@ -127,6 +127,7 @@ impl Recorder {
                     .map(|e| (e, Correlation::Heuristic))
             })
         });
+        let joined_at = joined.as_ref().map(|(entry, _)| entry.offered_at);
         let (call_key, consent, disclosure, informed, correlated) = match joined {
             Some((entry, how)) => {
                 let informed = matches!(
@@ -156,7 +157,9 @@ impl Recorder {
         if !informed {
             policy.caller = CallerPolicy::Drop;
         }
-        let caller = minimize(facts.caller, consent, &policy, &self.keyring, at)?;
+        // The caller pseudonym comes from the call key's epoch, so one event never mixes keys.
+        let key_at = joined_at.unwrap_or(at);
+        let caller = minimize(facts.caller, consent, &policy, &self.keyring, key_at)?;
         let common = Common::new(
             facts.ended.unwrap_or(at),
             call_key,

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use tokio::sync::mpsc;
@@ -149,12 +148,7 @@ impl Ingestor {
 }
 
 /// Watches every feed and ingests complete files until shutdown.
-pub async fn run(
-    ingestor: Arc<Ingestor>,
-    feeds: Vec<Feed>,
-    quarantine_days: u64,
-    shutdown: CancellationToken,
-) {
+pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: CancellationToken) {
     let (tx, mut rx) = mpsc::channel::<(usize, PathBuf)>(64);
     let mut watchers = Vec::new();
     for (i, feed) in feeds.iter().enumerate() {
@@ -176,15 +170,9 @@ pub async fn run(
         }));
     }
     drop(tx);
-    let mut purge = tokio::time::interval(Duration::from_secs(3600));
     loop {
         let (i, path) = tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = purge.tick() => {
-                let ingestor = ingestor.clone();
-                let _ = tokio::task::spawn_blocking(move || ingestor.purge(quarantine_days)).await;
-                continue;
-            }
             next = rx.recv() => match next {
                 Some(next) => next,
                 None => break,

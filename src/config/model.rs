@@ -322,7 +322,7 @@ pub struct Privacy {
     /// National digits kept after the country code in `caller_region` (0 keeps only `+49`).
     #[serde(default)]
     pub region_digits: u8,
-    /// Pseudonym keys kept, newest first; older ones are shredded at start and daily.
+    /// Pseudonym keys kept, newest first; older ones are shredded at start-up and daily.
     #[serde(default = "default_keep_keys")]
     pub keep_keys: usize,
 }
@@ -357,7 +357,8 @@ pub struct Outbox {
     /// Group-commit interval for `durability = "interval"`.
     #[serde(default = "default_sync_interval_ms")]
     pub sync_interval_ms: u64,
-    /// Segments older than this are deleted (once delivered, when a sink is configured).
+    /// Without Kafka: segments older than this are deleted. With Kafka, delivered segments go
+    /// after `kafka.retention_hours_after_delivery` instead, and undelivered ones are kept.
     #[serde(default = "default_retention_hours")]
     pub retention_hours: u64,
 }

@@ -44,7 +44,9 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
     }
     let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
     let (status, content_type, body) = match line {
-        l if l.starts_with(b"GET /metrics ") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+        l if l.starts_with(b"GET /metrics ") => {
+            ("200 OK", "text/plain; version=0.0.4", metrics.render())
+        }
         l if l.starts_with(b"GET /health ") => ("200 OK", "text/plain", "ok\n".to_owned()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     };

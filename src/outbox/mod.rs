@@ -12,7 +12,8 @@
 //! additionally waits for a group-committed fdatasync. Readers only see lines below the tail the
 //! writer published after its write. See `retention.rs` for what is deleted when.
 //!
-//! Known limit: two processes must not open the same directory for writing; nothing locks it.
+//! One writer per directory: `Outbox::open` takes an exclusive lock on `LOCK`, so a second
+//! process (a `cdr import` beside a running daemon) is refused instead of corrupting the log.
 
 mod error;
 mod options;

@@ -92,6 +92,8 @@ pub struct Edge {
     pending: Mutex<HashMap<Key, Pending>>,
     /// Calls with an announcement playing, by Call-ID: where INFO digits go.
     calls: Mutex<HashMap<String, Arc<Control>>>,
+    /// Call flows in progress, so shutdown can let them finish (bounded).
+    flows: tokio_util::task::TaskTracker,
     media: MediaSettings,
     routing: Routing,
     recorder: Arc<Recorder>,
@@ -123,6 +125,7 @@ impl Edge {
             table: Mutex::new(table),
             pending: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
+            flows: tokio_util::task::TaskTracker::new(),
             media,
             routing,
             recorder,
@@ -137,6 +140,14 @@ impl Edge {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Waits (at most `limit`) for call flows in progress, e.g. announcements, to send their
+    /// final responses and write their events. Returns how many were still running.
+    pub async fn drain(&self, limit: Duration) -> usize {
+        self.flows.close();
+        let _ = tokio::time::timeout(limit, self.flows.wait()).await;
+        self.flows.len()
     }
 
     /// Fires due timers (Timer G retransmissions, expiry) and returns when to call again.
@@ -318,7 +329,7 @@ impl Edge {
                     to_tag,
                     at: chrono::Utc::now(),
                 };
-                tokio::spawn(self.clone().redirect(invite, route));
+                self.flows.spawn(self.clone().redirect(invite, route));
             }
         }
     }

@@ -211,7 +211,9 @@ impl Daemon {
             .trim_matches('"')
             .to_owned();
         let mut stream = std::net::TcpStream::connect(addr).expect("connect metrics");
-        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         write!(stream, "GET {path} HTTP/1.0\r\n\r\n").expect("request");
         let mut body = String::new();
         let _ = stream.read_to_string(&mut body);
@@ -373,5 +375,5 @@ pub fn sipp_from(
         .output()
         .expect("sipp must be installed (Debian package sip-tester)")
 }
-pub mod uac;
 pub mod tansu;
+pub mod uac;
