@@ -21,10 +21,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn events_of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    events.iter().filter(|e| e["event_type"] == kind).collect()
-}
-
 /// How far the stream's pace drifted from 20 ms per packet over the file: the median offset of
 /// the last ten packets from their ideal times minus that of the first ten. Medians keep one late
 /// wake-up of the receiving thread from counting as drift.

@@ -206,7 +206,6 @@ fn killed_mid_file_the_daemon_resumes_and_every_row_lands_exactly_once() {
         cdr_pool(),
         feed(&spool, "sipcarrier-csv")
     );
-    let config_text = config.clone();
     let mut daemon = Daemon::start_with(dir, &config);
     // Atomic arrival, as carriers deliver: rename into the spool.
     std::fs::rename(&bulk, spool.join("bulk.csv")).unwrap();
@@ -218,9 +217,7 @@ fn killed_mid_file_the_daemon_resumes_and_every_row_lands_exactly_once() {
     daemon.kill();
     let at_kill = daemon.events().len();
     assert!(at_kill < ROWS, "killed mid-file ({at_kill} rows in)");
-    let dir = std::mem::replace(&mut daemon.dir, tempfile::tempdir().unwrap());
-    drop(daemon);
-    let daemon = Daemon::start_with(dir, &config_text);
+    let daemon = daemon.restart();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let n = daemon.events().len();

@@ -142,7 +142,7 @@ fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
 #[test]
 fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     let t = broker();
-    let mut daemon = Daemon::start(&kafka_config(&t));
+    let daemon = Daemon::start(&kafka_config(&t));
     let out = sipp(
         "uac_redirect.xml",
         "u1",
@@ -152,11 +152,7 @@ fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     );
     assert_sipp_ok(&out, "calls before the kill");
     daemon.wait_events(40);
-    daemon.kill();
-    let dir = std::mem::replace(&mut daemon.dir, tempfile::tempdir().unwrap());
-    drop(daemon);
-    let config = std::fs::read_to_string(dir.path().join("calltrackd.toml")).unwrap();
-    let daemon = Daemon::start_with(dir, &config);
+    let daemon = daemon.crash_and_restart();
     let out = sipp(
         "uac_redirect.xml",
         "u1",

@@ -6,10 +6,6 @@ mod common;
 
 use common::*;
 
-fn events_of_type<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    events.iter().filter(|e| e["event_type"] == kind).collect()
-}
-
 /// One announced, redirected call: offered, disclosed, routed.
 fn assert_redirect_events(events: &[serde_json::Value]) {
     let offered = events_of_type(events, "call.offered");

@@ -265,6 +265,20 @@ impl Daemon {
         None
     }
 
+    /// SIGKILL, then start again on the same data directory and config: the crash case.
+    pub fn crash_and_restart(mut self) -> Daemon {
+        self.kill();
+        self.restart()
+    }
+
+    /// Starts a stopped or killed daemon again on the same data directory and config.
+    pub fn restart(mut self) -> Daemon {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        drop(self);
+        let config = std::fs::read_to_string(dir.path().join("calltrackd.toml")).expect("config");
+        Daemon::start_with(dir, &config)
+    }
+
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -278,6 +292,14 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The events of one type.
+pub fn events_of_type<'a>(
+    events: &'a [serde_json::Value],
+    kind: &str,
+) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["event_type"] == kind).collect()
 }
 
 pub fn read_events(outbox: &Path) -> Vec<serde_json::Value> {
