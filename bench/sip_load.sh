@@ -12,7 +12,7 @@ rate=${1:-2000}
 seconds=${2:-60}
 calls=$((rate * seconds))
 work=$(mktemp -d)
-trap 'kill $daemon 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet
 cat > "$work/bench.toml" <<TOML

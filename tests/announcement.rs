@@ -303,3 +303,99 @@ fn sigterm_during_an_announcement_lets_the_call_finish() {
         "{events:#?}"
     );
 }
+
+/// The base config with its RTP range cut to `ports` even ports and extra `[media]` settings.
+fn with_media(dir: &std::path::Path, ports: u16, media_extra: &str) -> String {
+    let config = base_config(&dir.join("var"));
+    let min_line = config
+        .lines()
+        .find(|l| l.starts_with("port_min = "))
+        .unwrap()
+        .to_owned();
+    let min: u16 = min_line.trim_start_matches("port_min = ").parse().unwrap();
+    let max_line = config
+        .lines()
+        .find(|l| l.starts_with("port_max = "))
+        .unwrap()
+        .to_owned();
+    config.replace(
+        &max_line,
+        &format!("port_max = {}\n{media_extra}", min + 2 * (ports - 1)),
+    )
+}
+
+#[test]
+fn more_calls_than_rtp_ports_get_503_with_retry_after() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = with_media(dir.path(), 2, "");
+    let daemon = Daemon::start_with(dir, &config);
+    let calls: Vec<Uac> = (0..3).map(|_| Uac::new(daemon.addr, LONG_NUMBER)).collect();
+    calls[0].invite("0 101");
+    calls[0].expect(183, "INVITE");
+    calls[1].invite("0 101");
+    calls[1].expect(183, "INVITE");
+    calls[2].invite("0 101");
+    let refused = calls[2].expect(503, "INVITE");
+    assert!(refused.contains("Retry-After: "), "{refused}");
+    calls[2].ack();
+    for uac in &calls[..2] {
+        uac.expect(302, "INVITE");
+        uac.ack();
+    }
+}
+
+#[test]
+fn long_announcements_resend_the_183_so_carrier_timers_do_not_fire() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let config = with_media(dir.path(), 50, "refresh_seconds = 1");
+    let daemon = Daemon::start_with(dir, &config);
+    let uac = Uac::new(daemon.addr, LONG_NUMBER);
+    uac.invite("0 101");
+    let mut progress = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no final response");
+        let Some((status, method, _)) = uac.response() else {
+            continue;
+        };
+        if method == "INVITE" && status == 183 {
+            progress += 1;
+        }
+        if status >= 200 {
+            assert_eq!(status, 302);
+            break;
+        }
+    }
+    uac.ack();
+    assert!(
+        progress >= 2,
+        "the 183 was resent during a 2 s announcement ({progress})"
+    );
+}
+
+#[test]
+fn external_hook_redirects_to_the_media_server_and_records_delegation() {
+    let _serial = serial();
+    let daemon = Daemon::start(
+        "[[numbers.pool]]\nnumber = \"+493055501004\"\ncampaign = \"delegated\"\n\n[campaigns.delegated]\ndestination = \"tel:+493055509004\"\ndisclosure = \"external\"\nexternal_uri = \"sip:announce@media.example.net\"\n",
+    );
+    let uac = Uac::new(daemon.addr, "+493055501004");
+    uac.invite("0 101");
+    let redirect = uac.expect(302, "INVITE");
+    uac.ack();
+    assert!(
+        redirect.contains("Contact: <sip:announce@media.example.net>"),
+        "{redirect}"
+    );
+    let events = daemon.wait_events(2);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for e in &events {
+        assert_eq!(e["disclosure"], "delegated");
+        assert!(
+            e["caller_pseudonym"].is_string(),
+            "the notice is given, by the media server"
+        );
+    }
+}

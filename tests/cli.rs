@@ -141,3 +141,18 @@ fn subject_find_returns_the_events_of_one_caller_only() {
     let stranger = find("+4917600000000");
     assert_eq!(String::from_utf8_lossy(&stranger.stdout).lines().count(), 0);
 }
+
+#[test]
+fn a_bad_announcement_file_is_a_config_error_naming_the_file_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = base_config(&dir.path().join("var"));
+    let bad = dir.path().join("announcement.wav");
+    std::fs::write(&bad, b"this is not a RIFF file").unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = calltrackd(&["check-config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("announcements.notice.file"), "{err}");
+    assert!(err.contains("announcement.wav"), "names the file: {err}");
+}

@@ -143,6 +143,25 @@ fn retransmitted_invite_yields_one_event_pair() {
 }
 
 #[test]
+fn cancel_during_the_announcement_gets_200_then_487_over_udp_and_tcp() {
+    let daemon = Daemon::start("");
+    for transport in ["u1", "t1"] {
+        let out = sipp("uac_cancel.xml", transport, daemon.addr, LONG_NUMBER, &[]);
+        assert_sipp_ok(&out, "INVITE -> 100 -> 183 -> CANCEL -> 200 -> 487 -> ACK");
+    }
+    let events = daemon.wait_events(6);
+    assert_eq!(
+        events_of_type(&events, "call.abandoned").len(),
+        2,
+        "{events:#?}"
+    );
+    assert!(
+        events_of_type(&events, "call.routed").is_empty(),
+        "a cancelled call is not routed"
+    );
+}
+
+#[test]
 fn cancel_without_a_matching_invite_gets_481() {
     let daemon = Daemon::start("");
     let cancel = "CANCEL sip:+493055501000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKnomatch;rport\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:+493055501000@127.0.0.1>\r\nCall-ID: cancel-481\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";

@@ -43,3 +43,39 @@ impl Announcements {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(path: &Path, ms: u32) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for _ in 0..ms * 8 {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    #[test]
+    fn caller_country_picks_the_variant_and_others_get_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let (en, de) = (dir.path().join("en.wav"), dir.path().join("de.wav"));
+        wav(&en, 100);
+        wav(&de, 200);
+        let variants = BTreeMap::from([("49".to_owned(), de)]);
+        let set = Announcements::load("notice", "v1", &en, &variants).unwrap();
+        assert_eq!(set.for_caller(Some(49)).duration.as_millis(), 200);
+        assert_eq!(set.for_caller(Some(33)).duration.as_millis(), 100);
+        assert_eq!(
+            set.for_caller(None).duration.as_millis(),
+            100,
+            "withheld callers hear the default"
+        );
+    }
+}
