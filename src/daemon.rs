@@ -204,21 +204,34 @@ pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartErro
         .numbers
         .normalizer()
         .map_err(|e| StartError::Numbers(e.to_string()))?;
-    let policy = |caller| Policy {
-        caller,
+    let default = Policy {
+        caller: CallerPolicy::default(),
         region_digits: Some(config.privacy.region_digits),
     };
-    let policies = config
-        .campaigns
-        .iter()
-        .map(|(id, c)| (id.clone(), policy(c.caller)))
-        .collect();
     Ok(Recorder::new(
         keyring,
         normalizer,
-        policies,
-        policy(CallerPolicy::default()),
+        policies(config),
+        default,
     ))
+}
+
+/// Each campaign's minimization policy.
+pub fn policies(config: &Config) -> HashMap<String, Policy> {
+    let region_digits = Some(config.privacy.region_digits);
+    config
+        .campaigns
+        .iter()
+        .map(|(id, c)| {
+            (
+                id.clone(),
+                Policy {
+                    caller: c.caller,
+                    region_digits,
+                },
+            )
+        })
+        .collect()
 }
 
 pub fn open_keyring(config: &Config) -> Result<Keyring, StartError> {
@@ -331,12 +344,29 @@ impl Daemon {
     }
 
     /// Serves until `shutdown` is cancelled, then stops taking calls and makes the outbox durable.
-    pub async fn serve(self, shutdown: CancellationToken) {
+    /// Applies a reloaded config's number pool, campaigns (destinations, disclosure plans,
+    /// announcements, minimization) to new calls. Other sections need a restart.
+    fn reload(&self, config: &Config) -> Result<(), StartError> {
+        let routing = routing(config)?;
+        let pool = pool_map(config)?;
+        self.edge.set_routing(routing);
+        self.recorder.set_policies(policies(config));
+        self.ingestor.completer().set_pool(pool);
+        Ok(())
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops taking calls and makes the outbox durable.
+    /// Configs arriving on `reloads` (SIGHUP) are applied to new calls.
+    pub async fn serve(
+        mut self,
+        shutdown: CancellationToken,
+        mut reloads: tokio::sync::mpsc::Receiver<Config>,
+    ) {
         let mut tasks = JoinSet::new();
         let acl = Arc::new(Acl::new(self.config.sip.acl.allow.clone()));
         let reject = self.config.sip.acl.on_deny == config::DenyAction::Reject;
         let max = self.config.sip.max_message_bytes;
-        for socket in self.udp {
+        for socket in std::mem::take(&mut self.udp) {
             tasks.spawn(sip::udp::serve(
                 socket,
                 self.edge.clone(),
@@ -346,7 +376,7 @@ impl Daemon {
                 shutdown.clone(),
             ));
         }
-        for listener in self.tcp {
+        for listener in std::mem::take(&mut self.tcp) {
             let options = sip::tcp::TcpOptions {
                 max_size: max,
                 max_connections: self.config.sip.max_connections,
@@ -361,7 +391,7 @@ impl Daemon {
             ));
         }
         tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
-        if let Some(listener) = self.http {
+        if let Some(listener) = self.http.take() {
             tasks.spawn(ops::http::serve(
                 listener,
                 self.metrics.clone(),
@@ -413,7 +443,19 @@ impl Daemon {
         };
         let watchdog = tokio::spawn(ops::systemd::watchdog());
         ops::systemd::ready();
-        shutdown.cancelled().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(config) = reloads.recv() => match self.reload(&config) {
+                    Ok(()) => info!(
+                        campaigns = config.campaigns.len(),
+                        numbers = config.numbers.pool.len(),
+                        "Config reloaded: numbers, campaigns and announcements apply to new calls; other sections need a restart."
+                    ),
+                    Err(err) => warn!(error = %err, "Config reload refused; the running config stays."),
+                },
+            }
+        }
         ops::systemd::stopping();
         info!("Shutting down: no new calls.");
         while tasks.join_next().await.is_some() {}

@@ -248,10 +248,33 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             daemon::shutdown_signal().await;
             trigger.cancel();
         });
-        daemon.serve(shutdown).await;
+        let (reloads, reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(reload_on_sighup(path.to_path_buf(), reloads));
+        daemon.serve(shutdown, reload_rx).await;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: read and validate the config file again; a valid one goes to the daemon, an invalid
+/// one is refused with its problems (key path and line), and the running config stays.
+async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::Sender<config::Config>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match config::load(&path) {
+            Ok(config) => {
+                if reloads.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(problems = %err, "Config reload refused; the running config stays.")
+            }
+        }
+    }
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {

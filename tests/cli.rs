@@ -156,3 +156,46 @@ fn a_bad_announcement_file_is_a_config_error_naming_the_file_and_reason() {
     assert!(err.contains("announcements.notice.file"), "{err}");
     assert!(err.contains("announcement.wav"), "names the file: {err}");
 }
+
+#[test]
+fn sighup_reloads_the_number_pool_and_refuses_a_broken_config() {
+    let daemon = Daemon::start("");
+    let new_number = "+493055501009";
+    let before = sipp("uac_not_found.xml", "u1", daemon.addr, new_number, &[]);
+    assert_sipp_ok(&before, "not in the pool yet: 404");
+
+    let path = daemon.dir.path().join("calltrackd.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let added =
+        format!("{original}\n[[numbers.pool]]\nnumber = \"{new_number}\"\ncampaign = \"quiet\"\n");
+    std::fs::write(&path, &added).unwrap();
+    daemon.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !daemon.log().contains("Config reloaded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let after = sipp("uac_redirect.xml", "u1", daemon.addr, new_number, &[]);
+    assert_sipp_ok(&after, "in the pool after SIGHUP: 302");
+
+    std::fs::write(&path, format!("{added}\n[outbox]\nsegmnet_bytes = 1\n")).unwrap();
+    daemon.signal("HUP");
+    while !daemon.log().contains("Config reload refused") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        daemon.log().contains("segmnet_bytes"),
+        "the refusal names the key"
+    );
+    let still = sipp("uac_redirect.xml", "u1", daemon.addr, new_number, &[]);
+    assert_sipp_ok(&still, "the running config stays");
+}

@@ -18,7 +18,8 @@ use super::{Completed, Correlation, Disposition};
 pub struct Recorder {
     keyring: Keyring,
     normalizer: Normalizer,
-    policies: HashMap<String, Policy>,
+    /// Per-campaign minimization; replaced whole on a config reload.
+    policies: std::sync::RwLock<Arc<HashMap<String, Policy>>>,
     default_policy: Policy,
     correlator: Option<Arc<Correlator>>,
 }
@@ -62,10 +63,26 @@ impl Recorder {
         Self {
             keyring,
             normalizer,
-            policies,
+            policies: std::sync::RwLock::new(Arc::new(policies)),
             default_policy,
             correlator: None,
         }
+    }
+
+    fn policy(&self, campaign_id: &str) -> Policy {
+        let policies = self
+            .policies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *policies.get(campaign_id).unwrap_or(&self.default_policy)
+    }
+
+    /// Takes new campaign policies (config reload).
+    pub fn set_policies(&self, policies: HashMap<String, Policy>) {
+        *self
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
     }
 
     /// Remembers SIP calls for joining CDRs later.
@@ -150,10 +167,7 @@ impl Recorder {
                 (key, None, Disclosure::NotPlayed, false, Correlation::None)
             }
         };
-        let mut policy = *self
-            .policies
-            .get(facts.campaign_id)
-            .unwrap_or(&self.default_policy);
+        let mut policy = self.policy(facts.campaign_id);
         if !informed {
             policy.caller = CallerPolicy::Drop;
         }
@@ -203,10 +217,7 @@ impl Recorder {
         tracking_number: &E164,
         at: DateTime<Utc>,
     ) -> Result<Observed, KeyError> {
-        let mut policy = *self
-            .policies
-            .get(campaign_id)
-            .unwrap_or(&self.default_policy);
+        let mut policy = self.policy(campaign_id);
         if !informed {
             // A caller who could not hear the notice keeps no identifier in our events.
             policy.caller = CallerPolicy::Drop;

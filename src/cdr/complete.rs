@@ -23,7 +23,7 @@ pub struct Completer {
     recorder: Arc<Recorder>,
     normalizer: Normalizer,
     /// Tracking number (E.164) → campaign id.
-    pool: HashMap<String, String>,
+    pool: std::sync::RwLock<Arc<HashMap<String, String>>>,
     tolerance: TimeDelta,
     /// Raw number text → E.164 (or not a number). Parsing a number with libphonenumber's rules
     /// costs microseconds; CDR files repeat the same tracking numbers (and often callers) on
@@ -56,10 +56,15 @@ impl Completer {
         Self {
             recorder,
             normalizer,
-            pool,
+            pool: std::sync::RwLock::new(Arc::new(pool)),
             tolerance,
             memo: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Takes a new number pool (config reload).
+    pub fn set_pool(&self, pool: HashMap<String, String>) {
+        *self.pool.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(pool);
     }
 
     fn normalize(&self, raw: &str) -> Option<E164> {
@@ -78,7 +83,12 @@ impl Completer {
     /// The event for one row: `Ok(None)` when the row is not for a tracking number.
     pub fn event(&self, feed: &str, row: &Row) -> Result<Option<Vec<u8>>, &'static str> {
         let called: E164 = self.normalize(&row.called_raw).ok_or(CALLED_NOT_A_NUMBER)?;
-        let Some(campaign_id) = self.pool.get(called.as_str()) else {
+        let pool = self
+            .pool
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(campaign_id) = pool.get(called.as_str()) else {
             return Ok(None);
         };
         // A calling number that is not a number (anonymous, empty, a trunk label) is withheld.

@@ -73,6 +73,10 @@ impl Ingestor {
         })
     }
 
+    pub fn completer(&self) -> &Completer {
+        &self.completer
+    }
+
     pub fn format(&self, name: &str) -> Option<&Format> {
         self.formats.get(name)
     }

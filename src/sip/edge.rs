@@ -95,7 +95,8 @@ pub struct Edge {
     /// Call flows in progress, so shutdown can let them finish (bounded).
     flows: tokio_util::task::TaskTracker,
     media: MediaSettings,
-    routing: Routing,
+    /// The number pool and campaigns; replaced whole on a config reload.
+    routing: std::sync::RwLock<Arc<Routing>>,
     recorder: Arc<Recorder>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
@@ -127,7 +128,7 @@ impl Edge {
             calls: Mutex::new(HashMap::new()),
             flows: tokio_util::task::TaskTracker::new(),
             media,
-            routing,
+            routing: std::sync::RwLock::new(Arc::new(routing)),
             recorder,
             outbox,
             metrics,
@@ -136,6 +137,11 @@ impl Edge {
             outbox_error: Occurrence::new(Duration::from_secs(10)),
             acl_denied: Occurrence::new(Duration::from_secs(60)),
         }
+    }
+
+    /// Takes a new number pool and campaigns (config reload); calls in progress keep theirs.
+    pub fn set_routing(&self, routing: Routing) {
+        *self.routing.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routing);
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -313,7 +319,12 @@ impl Edge {
             let bytes = self.build(&reply, arrival, status, &to_tag, &[], None);
             return self.respond(&key, status, bytes).await;
         }
-        match uas::decide(&req, &self.routing) {
+        let routing = self
+            .routing
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match uas::decide(&req, &routing) {
             Decision::Reply { status, headers } => {
                 let bytes = self.build(&reply, arrival, status, &to_tag, &headers, None);
                 self.respond(&key, status, bytes).await;

@@ -265,6 +265,16 @@ impl Daemon {
         None
     }
 
+    /// Sends a signal (e.g. "HUP") to the daemon.
+    pub fn signal(&self, name: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{name}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     /// SIGKILL, then start again on the same data directory and config: the crash case.
     pub fn crash_and_restart(mut self) -> Daemon {
         self.kill();
