@@ -226,3 +226,56 @@ fn source_outside_the_acl_is_dropped_or_rejected_as_configured() {
     let (status, _) = udp_exchange(daemon.addr, options.as_bytes(), wait).expect("a 403");
     assert_eq!(status, 403);
 }
+
+#[test]
+fn ipv6_listener_answers_over_udp_and_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(&dir.path().join("var")).replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\", \"[::1]:0\"]",
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    let line = daemon
+        .log()
+        .lines()
+        .find(|l| l.contains("Listening."))
+        .unwrap()
+        .to_owned();
+    let v6: std::net::SocketAddr = line
+        .split("udp=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.split(',').nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(v6.is_ipv6());
+    let socket = std::net::UdpSocket::bind("[::1]:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let options = format!(
+        "OPTIONS sip:[::1] SIP/2.0\r\nVia: SIP/2.0/UDP [::1]:{port};branch=z9hG4bKv6\r\nFrom: <sip:ping@[::1]>;tag=1\r\nTo: <sip:[::1]>\r\nCall-ID: v6-ping\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(options.as_bytes(), v6).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("an answer over IPv6");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(v6).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    tcp.write_all(
+        options
+            .replace("UDP", "TCP")
+            .replace("v6-ping", "v6-ping-tcp")
+            .replace("z9hG4bKv6", "z9hG4bKv6tcp")
+            .as_bytes(),
+    )
+    .unwrap();
+    let n = tcp
+        .read(&mut buf)
+        .unwrap_or_else(|e| panic!("{e}: {}", daemon.log()));
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+}
