@@ -240,8 +240,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let daemon = Daemon::open(config).await?;
         let udp: Vec<String> = daemon.udp_addrs().iter().map(ToString::to_string).collect();
         let tcp: Vec<String> = daemon.tcp_addrs().iter().map(ToString::to_string).collect();
-        let metrics = daemon.metrics_addr().map(|a| a.to_string()).unwrap_or_default();
-        info!(udp = %udp.join(","), tcp = %tcp.join(","), metrics, version = env!("CARGO_PKG_VERSION"), "Listening.");
+        let metrics = daemon.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
+        info!(udp = %udp.join(","), tcp = %tcp.join(","), metrics = %metrics, version = env!("CARGO_PKG_VERSION"), "Listening.");
         let shutdown = CancellationToken::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {

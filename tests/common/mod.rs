@@ -207,8 +207,8 @@ impl Daemon {
             .find(|l| l.contains("Listening."))
             .and_then(|l| l.split("metrics=").nth(1))
             .and_then(|s| s.split_whitespace().next())
+            .filter(|s| *s != "off")
             .expect("metrics endpoint configured")
-            .trim_matches('"')
             .to_owned();
         let mut stream = std::net::TcpStream::connect(addr).expect("connect metrics");
         stream
