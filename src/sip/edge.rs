@@ -72,12 +72,11 @@ mod redirect;
 use redirect::{Control, Invite};
 
 /// An INVITE still waiting for its final response, kept so a CANCEL can answer it with 487.
+/// The flow owns the final answer: CANCEL answers 200 and cancels the flow, which stops any
+/// announcement and sends the 487 after the call's events are written.
 struct Pending {
-    reply: ReplyHeaders,
     to_tag: String,
-    /// Set while a flow owns the final answer (an announcement plays): CANCEL stops it and the
-    /// flow sends the 487 after the call's events are written.
-    cancel: Option<tokio_util::sync::CancellationToken>,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Early-media resources.
@@ -332,6 +331,13 @@ impl Edge {
             Decision::Redirect(route) => {
                 // The flow may play an announcement for a minute: it runs as its own task so
                 // this transport keeps serving.
+                // Registered before the flow starts, so a CANCEL right behind the INVITE finds it.
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let flow = Pending {
+                    to_tag: to_tag.clone(),
+                    cancel: cancel.clone(),
+                };
+                lock(&self.pending).insert(key.clone(), flow);
                 let invite = Invite {
                     req,
                     key,
@@ -339,6 +345,7 @@ impl Edge {
                     arrival: arrival.clone(),
                     to_tag,
                     at: chrono::Utc::now(),
+                    cancel,
                 };
                 self.flows.spawn(self.clone().redirect(invite, route));
             }
@@ -359,17 +366,11 @@ impl Edge {
         let (status, pending) = {
             let table = lock(&self.table);
             if table.is_proceeding(&invite) {
-                let mut pending = lock(&self.pending);
-                // A flow-owned INVITE stays registered until its flow ends.
-                let entry = match pending.get(&invite) {
-                    Some(p) if p.cancel.is_some() => pending.get(&invite).map(|p| Pending {
-                        reply: p.reply.clone(),
-                        to_tag: p.to_tag.clone(),
-                        cancel: p.cancel.clone(),
-                    }),
-                    _ => pending.remove(&invite),
-                };
-                (200, entry)
+                let pending = lock(&self.pending);
+                let flow = pending
+                    .get(&invite)
+                    .map(|p| (p.to_tag.clone(), p.cancel.clone()));
+                (200, flow)
             } else if table.contains(&invite) {
                 (200, None)
             } else {
@@ -378,21 +379,11 @@ impl Edge {
         };
         let cancel_tag = pending
             .as_ref()
-            .map_or_else(crate::sip::generate_tag, |p| p.to_tag.clone());
+            .map_or_else(crate::sip::generate_tag, |(tag, _)| tag.clone());
         let bytes = self.build(reply, arrival, status, &cancel_tag, &[], None);
         self.respond(&key, status, bytes).await;
-        match pending {
-            // The flow answers 487 once the call's events are written.
-            Some(Pending {
-                cancel: Some(token),
-                ..
-            }) => token.cancel(),
-            Some(pending) => {
-                let terminated =
-                    self.build(&pending.reply, arrival, 487, &pending.to_tag, &[], None);
-                self.respond(&invite, 487, terminated).await;
-            }
-            None => {}
+        if let Some((_, token)) = pending {
+            token.cancel();
         }
     }
 

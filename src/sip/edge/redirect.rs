@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Arrival, Edge, Pending, lock};
+use super::{Arrival, Edge, lock};
 use crate::call::disclosure::WithoutSdp;
 use crate::call::{CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Seconds};
 use crate::media::{self, LocalMedia, PlayOutcome};
@@ -47,22 +47,17 @@ pub(super) struct Invite {
     pub(super) arrival: Arrival,
     pub(super) to_tag: String,
     pub(super) at: DateTime<Utc>,
+    /// Cancelled by a CANCEL for this INVITE (§9.2).
+    pub(super) cancel: CancellationToken,
 }
 
 impl Edge {
     /// Runs the flow and sends the final response.
     pub(super) async fn redirect(self: Arc<Self>, invite: Invite, route: Arc<Route>) {
         self.metrics.calls_offered.inc();
-        let cancel = CancellationToken::new();
-        lock(&self.pending).insert(
-            invite.key.clone(),
-            Pending {
-                reply: invite.reply.clone(),
-                to_tag: invite.to_tag.clone(),
-                cancel: Some(cancel.clone()),
-            },
-        );
-        let outcome = self.disclose_and_record(&invite, &route, cancel).await;
+        let outcome = self
+            .disclose_and_record(&invite, &route, invite.cancel.clone())
+            .await;
         lock(&self.pending).remove(&invite.key);
         let (status, headers) = match outcome {
             Final::Respond { status, headers } => (status, headers),
@@ -95,6 +90,23 @@ impl Edge {
             status: 302,
             headers: vec![("Contact", format!("<{uri}>"))],
         };
+        if cancel.is_cancelled() && plan.hook != Hook::EarlyMedia {
+            // Cancelled before any notice or routing: the call ends here.
+            let disclosure = if plan.hook == Hook::None {
+                Disclosure::NotPlayed
+            } else {
+                Disclosure::Delegated
+            };
+            let observed = self.observe(invite, &identity, route, disclosure, None, true);
+            if let Ok(observed) = observed {
+                let events = [
+                    observed.offered(invite.at),
+                    observed.abandoned(Utc::now(), Seconds::default()),
+                ];
+                let _ = self.append(&events).await;
+            }
+            return Final::Terminated;
+        }
         match plan.hook {
             Hook::None => {
                 let observed =
