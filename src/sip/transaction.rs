@@ -263,6 +263,9 @@ impl<A: Clone> Transactions<A> {
             State::Completed => {
                 tx.state = State::Confirmed;
                 tx.generation += 1;
+                // Confirmed absorbs everything silently (§17.2.1, Figure 7): the final response
+                // need not be kept for the rest of Timer I.
+                tx.last_response = None;
                 let (id, generation, reliable) = (tx.id, tx.generation, tx.reliable);
                 if reliable {
                     self.remove(invite_key);
