@@ -7,6 +7,7 @@
 #   bash bench/announce_load.sh [rate=100] [seconds=30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 rate=${1:-100}
 seconds=${2:-30}
 calls=$((rate * seconds))
@@ -40,11 +41,7 @@ announcement = "ten"
 level = "warn"
 TOML
 
-./target/release/calltrackd run --config "$work/bench.toml" 2> "$work/daemon.log" &
-daemon=$!
-sleep 1
-port=$(ss -lunp 2>/dev/null | awk -v pid="pid=$daemon," '$0 ~ pid {split($4,a,":"); print a[length(a)]; exit}')
-[ -n "$port" ] || { echo "daemon did not start"; cat "$work/daemon.log"; exit 1; }
+start_daemon "$work/bench.toml" "$work/daemon.log"
 
 (cd "$work" && sipp "127.0.0.1:$port" -sf "$OLDPWD/fixtures/sipp/uac_redirect.xml" -s +493055501000 \
   -i 127.0.0.1 -r "$rate" -m "$calls" -l $((rate * 20)) -timeout $((seconds + 60)) -nostdin \

@@ -8,6 +8,7 @@
 # while every call is still pseudonymized and written to the outbox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 rate=${1:-2000}
 seconds=${2:-60}
 calls=$((rate * seconds))
@@ -35,15 +36,7 @@ level = "warn"
 ${BENCH_EXTRA_TOML:-}
 TOML
 
-./target/release/calltrackd run --config "$work/bench.toml" 2> "$work/daemon.log" &
-daemon=$!
-for _ in $(seq 100); do
-  grep -q "Listening" "$work/daemon.log" 2>/dev/null && break
-  RUST_LOG=info true; sleep 0.1
-done
-# The daemon logs at warn here; find its port from the socket table instead.
-port=$(ss -lunp 2>/dev/null | awk -v pid="pid=$daemon," '$0 ~ pid {split($4,a,":"); print a[length(a)]; exit}')
-[ -n "$port" ] || { echo "daemon did not start"; cat "$work/daemon.log"; exit 1; }
+start_daemon "$work/bench.toml" "$work/daemon.log"
 
 cd "$work"
 sipp "127.0.0.1:$port" -sf "$OLDPWD/fixtures/sipp/uac_redirect.xml" -s +493055501000 \

@@ -21,6 +21,19 @@ fn kafka_config(t: &Tansu) -> String {
     )
 }
 
+/// sipp places `calls` announced-or-quiet calls at `rate` per second and all must succeed.
+fn place_calls(daemon: &Daemon, number: &str, calls: u32, rate: u32, what: &str) {
+    let (calls, rate) = (calls.to_string(), rate.to_string());
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        number,
+        &["-m", &calls, "-r", &rate, "-l", &calls],
+    );
+    assert_sipp_ok(&out, what);
+}
+
 fn broker() -> Tansu {
     let t = Tansu::start();
     t.create_topic(TOPIC, 3);
@@ -80,14 +93,7 @@ fn check_delivery(outbox: &[serde_json::Value], msgs: &[Msg]) -> usize {
 fn every_call_event_reaches_kafka_once_with_its_headers() {
     let t = broker();
     let daemon = Daemon::start(&kafka_config(&t));
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        POOL_NUMBER,
-        &["-m", "10", "-r", "20", "-l", "10"],
-    );
-    assert_sipp_ok(&out, "10 calls");
+    place_calls(&daemon, POOL_NUMBER, 10, 20, "10 calls");
     let outbox = daemon.wait_events(30);
     assert_eq!(outbox.len(), 30);
     // Ask for one more than expected: a duplicate would show up within the deadline.
@@ -113,24 +119,10 @@ fn every_call_event_reaches_kafka_once_with_its_headers() {
 fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
     let mut t = broker();
     let daemon = Daemon::start(&kafka_config(&t));
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        QUIET_NUMBER,
-        &["-m", "10", "-r", "20"],
-    );
-    assert_sipp_ok(&out, "calls before the outage");
+    place_calls(&daemon, QUIET_NUMBER, 10, 20, "calls before the outage");
     daemon.wait_events(20);
     t.stop();
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        QUIET_NUMBER,
-        &["-m", "10", "-r", "20"],
-    );
-    assert_sipp_ok(&out, "calls while Kafka is down");
+    place_calls(&daemon, QUIET_NUMBER, 10, 20, "calls while Kafka is down");
     let outbox = daemon.wait_events(40);
     assert_eq!(outbox.len(), 40);
     t.restart();
@@ -143,24 +135,10 @@ fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
 fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     let t = broker();
     let daemon = Daemon::start(&kafka_config(&t));
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        QUIET_NUMBER,
-        &["-m", "20", "-r", "40"],
-    );
-    assert_sipp_ok(&out, "calls before the kill");
+    place_calls(&daemon, QUIET_NUMBER, 20, 40, "calls before the kill");
     daemon.wait_events(40);
     let daemon = daemon.crash_and_restart();
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        QUIET_NUMBER,
-        &["-m", "5", "-r", "20"],
-    );
-    assert_sipp_ok(&out, "calls after the restart");
+    place_calls(&daemon, QUIET_NUMBER, 5, 20, "calls after the restart");
     let outbox = daemon.wait_events(50);
     assert_eq!(outbox.len(), 50);
     let msgs = consume(&t.bootstrap(), TOPIC, 60, Duration::from_secs(60));
