@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::call::correlate::{self, Correlator};
 use crate::call::disclosure::{Plan, WithoutSdp};
-use crate::call::{CallerPolicy, Keyring, Policy, Recorder};
+use crate::call::{CallerPolicy, E164, Keyring, Normalizer, Policy, Recorder};
 use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
 use crate::config::{self, Config, Transport};
@@ -113,48 +113,56 @@ pub fn plans(config: &Config) -> Result<HashMap<String, Arc<Plan>>, StartError> 
 
 /// The resolved number pool.
 pub fn routing(config: &Config) -> Result<Routing, StartError> {
-    let normalizer = config
-        .numbers
-        .normalizer()
-        .map_err(|e| StartError::Numbers(e.to_string()))?;
     let plans = plans(config)?;
     let mut routes = Vec::new();
-    for entry in &config.numbers.pool {
-        let number = normalizer
-            .normalize(&entry.number)
-            .map_err(|e| StartError::Numbers(e.to_string()))?;
-        let Some(campaign) = config.campaigns.get(&entry.campaign) else {
+    for (number, campaign_id) in resolved_pool(config)? {
+        let Some(campaign) = config.campaigns.get(&campaign_id) else {
             return Err(StartError::Numbers(
                 "pool entry names an unknown campaign".into(),
             ));
         };
         routes.push(Route {
-            campaign_id: entry.campaign.clone(),
             destination: campaign.destination.clone(),
             tracking_number: number,
             plan: plans
-                .get(&entry.campaign)
+                .get(&campaign_id)
                 .cloned()
                 .unwrap_or_else(|| Arc::new(Plan::none())),
+            campaign_id,
         });
     }
-    Ok(Routing::new(normalizer, routes))
+    Ok(Routing::new(number_normalizer(config)?, routes))
 }
 
 /// Tracking number (E.164) → campaign, for CDR rows.
 pub fn pool_map(config: &Config) -> Result<HashMap<String, String>, StartError> {
-    let normalizer = config
+    Ok(resolved_pool(config)?
+        .into_iter()
+        .map(|(number, campaign)| (number.as_str().to_owned(), campaign))
+        .collect())
+}
+
+/// The pool's numbers in E.164, each with its campaign id: the one place pool entries are read.
+fn resolved_pool(config: &Config) -> Result<Vec<(E164, String)>, StartError> {
+    let normalizer = number_normalizer(config)?;
+    config
+        .numbers
+        .pool
+        .iter()
+        .map(|entry| {
+            let number = normalizer
+                .normalize(&entry.number)
+                .map_err(|e| StartError::Numbers(e.to_string()))?;
+            Ok((number, entry.campaign.clone()))
+        })
+        .collect()
+}
+
+fn number_normalizer(config: &Config) -> Result<Normalizer, StartError> {
+    config
         .numbers
         .normalizer()
-        .map_err(|e| StartError::Numbers(e.to_string()))?;
-    let mut pool = HashMap::new();
-    for entry in &config.numbers.pool {
-        let number = normalizer
-            .normalize(&entry.number)
-            .map_err(|e| StartError::Numbers(e.to_string()))?;
-        pool.insert(number.as_str().to_owned(), entry.campaign.clone());
-    }
-    Ok(pool)
+        .map_err(|e| StartError::Numbers(e.to_string()))
 }
 
 /// The SIP calls CDR rows can join, kept under the data directory.
@@ -178,10 +186,7 @@ pub fn ingestor(
     recorder: Arc<Recorder>,
     outbox: Outbox,
 ) -> Result<Ingestor, StartError> {
-    let normalizer = config
-        .numbers
-        .normalizer()
-        .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let normalizer = number_normalizer(config)?;
     let tolerance = chrono::TimeDelta::seconds(
         i64::try_from(config.cdr.correlation_tolerance_seconds).unwrap_or(120),
     );
@@ -200,10 +205,7 @@ pub fn ingestor(
 
 /// The call recorder with each campaign's minimization policy.
 pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartError> {
-    let normalizer = config
-        .numbers
-        .normalizer()
-        .map_err(|e| StartError::Numbers(e.to_string()))?;
+    let normalizer = number_normalizer(config)?;
     let default = Policy {
         caller: CallerPolicy::default(),
         region_digits: Some(config.privacy.region_digits),

@@ -55,9 +55,7 @@ impl Edge {
     /// Runs the flow and sends the final response.
     pub(super) async fn redirect(self: Arc<Self>, invite: Invite, route: Arc<Route>) {
         self.metrics.calls_offered.inc();
-        let outcome = self
-            .disclose_and_record(&invite, &route, invite.cancel.clone())
-            .await;
+        let outcome = self.disclose_and_record(&invite, &route).await;
         lock(&self.pending).remove(&invite.key);
         let (status, headers) = match outcome {
             Final::Respond { status, headers } => (status, headers),
@@ -78,19 +76,14 @@ impl Edge {
         self.respond(&invite.key, status, bytes).await;
     }
 
-    async fn disclose_and_record(
-        &self,
-        invite: &Invite,
-        route: &Route,
-        cancel: CancellationToken,
-    ) -> Final {
+    async fn disclose_and_record(&self, invite: &Invite, route: &Route) -> Final {
         let identity = self.recorder.identify(&super::caller_input(&invite.req));
         let plan = route.plan.clone();
         let redirect = |uri: &str| Final::Respond {
             status: 302,
             headers: vec![("Contact", format!("<{uri}>"))],
         };
-        if cancel.is_cancelled() && plan.hook != Hook::EarlyMedia {
+        if invite.cancel.is_cancelled() && plan.hook != Hook::EarlyMedia {
             // Cancelled before any notice or routing: the call ends here.
             let disclosure = if plan.hook == Hook::None {
                 Disclosure::NotPlayed
@@ -127,7 +120,7 @@ impl Edge {
                 self.record_routed(observed, &identity, invite.at, None, redirect(uri))
                     .await
             }
-            Hook::EarlyMedia => self.early_media(invite, route, &identity, cancel).await,
+            Hook::EarlyMedia => self.early_media(invite, route, &identity).await,
         }
     }
 
@@ -136,9 +129,9 @@ impl Edge {
         invite: &Invite,
         route: &Route,
         identity: &CallerIdentity,
-        cancel: CancellationToken,
     ) -> Final {
         let plan = &route.plan;
+        let cancel = invite.cancel.clone();
         let redirect = Final::Respond {
             status: 302,
             headers: vec![("Contact", format!("<{}>", route.destination))],
