@@ -6,7 +6,6 @@
 
 use std::error::Error;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use calltrackd::cdr::After;
@@ -63,7 +62,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         runtime.handle().clone(),
     )?;
     let secs = t.elapsed().as_secs_f64();
-    let events = ingestor.counts.events.load(Ordering::Relaxed);
+    let events = ingestor.counts.events.get();
     let full = report.rows_ok as f64 / secs;
     println!(
         "end to end: {} rows ({} events, {} quarantined, {} duplicates) in {secs:.2} s, {full:.0} rows/s",

@@ -52,6 +52,15 @@ enum Command {
         #[command(subcommand)]
         command: CdrCommand,
     },
+    /// Show a running daemon's listeners, calls in flight, outbox, Kafka forwarder, CDR feeds
+    /// and current key, through its control socket.
+    Status {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+        /// Print the JSON the daemon sent.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,7 +163,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     format,
                 },
         } => cdr_import(&config, &file, &format),
+        Command::Status { config, json } => status(&config, json),
     }
+}
+
+fn status(config: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    use calltrackd::ops::control::{self, Request, Response};
+    let config = config::load(config)?;
+    let path = config.state_path(&config.ops.control_socket);
+    let Response::Status(status) = control::request(&path, &Request::Status)
+        .with_context(|| "is the daemon running, and are you its user (or root)?")?
+    else {
+        anyhow::bail!("the daemon answered something other than a status");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{status}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn subject_find(config: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -211,15 +238,14 @@ fn cdr_import(
     let report = ingestor.ingest(file, "import", &fmt, after, false, runtime.handle().clone())?;
     runtime.block_on(outbox.flush())?;
     let counts = &ingestor.counts;
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "rows: {} ok, {} quarantined, {} duplicates, {} not for a tracking number, {} refused; events: {}{}",
         report.rows_ok,
         report.rows_quarantined,
         report.duplicates,
-        load(&counts.ignored),
-        load(&counts.refused),
-        load(&counts.events),
+        counts.ignored.get(),
+        counts.refused.get(),
+        counts.events.get(),
         if report.skipped_already_done {
             " (file already ingested)"
         } else {
@@ -240,8 +266,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let daemon = Daemon::open(config).await?;
         let udp: Vec<String> = daemon.udp_addrs().iter().map(ToString::to_string).collect();
         let tcp: Vec<String> = daemon.tcp_addrs().iter().map(ToString::to_string).collect();
+        let tls: Vec<String> = daemon.tls_addrs().iter().map(ToString::to_string).collect();
         let metrics = daemon.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
-        info!(udp = %udp.join(","), tcp = %tcp.join(","), metrics = %metrics, version = env!("CARGO_PKG_VERSION"), "Listening.");
+        let control = daemon.control_path().map_or_else(|| "off".to_owned(), |p| p.display().to_string());
+        info!(udp = %udp.join(","), tcp = %tcp.join(","), tls = %tls.join(","), metrics = %metrics, control = %control, version = env!("CARGO_PKG_VERSION"), "Listening.");
         let shutdown = CancellationToken::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {

@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{TimeDelta, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use super::ingest::{RowSink, SinkError};
 use super::quarantine::{Entry, Quarantine};
@@ -33,13 +36,96 @@ pub struct Completer {
 
 const MEMO_CAPACITY: usize = 100_000;
 
-/// Counts across files, for metrics and reports.
-#[derive(Debug, Default)]
+/// Counts across files, for metrics and reports; registered into the process's registry.
+#[derive(Debug, Clone)]
 pub struct Counts {
-    pub events: AtomicU64,
+    pub events: Counter,
     /// Rows for numbers outside the pool: the carrier's other traffic, not ours to record.
-    pub ignored: AtomicU64,
-    pub refused: AtomicU64,
+    pub ignored: Counter,
+    pub refused: Counter,
+    pub rows_ok: Counter,
+    pub rows_quarantined: Counter,
+    pub duplicates: Counter,
+    pub files_ingested: Counter,
+    pub files_failed: Counter,
+    /// One batch: its rows to events, appended and fsynced.
+    pub batch_seconds: Histogram,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            events: Counter::default(),
+            ignored: Counter::default(),
+            refused: Counter::default(),
+            rows_ok: Counter::default(),
+            rows_quarantined: Counter::default(),
+            duplicates: Counter::default(),
+            files_ingested: Counter::default(),
+            files_failed: Counter::default(),
+            batch_seconds: crate::ops::metrics::latency_buckets(),
+        }
+    }
+}
+
+impl Counts {
+    /// Puts every counter into `registry` under `cdr_…`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("cdr");
+        r.register(
+            "events",
+            "call.completed events written from CDR rows",
+            self.events.clone(),
+        );
+        r.register(
+            "rows_ignored",
+            "CDR rows for numbers outside the tracking pool",
+            self.ignored.clone(),
+        );
+        r.register(
+            "rows_refused",
+            "CDR rows mapped but refused (quarantined) when making the event",
+            self.refused.clone(),
+        );
+        r.register(
+            "rows_ok",
+            "CDR rows mapped and accepted",
+            self.rows_ok.clone(),
+        );
+        r.register(
+            "rows_quarantined",
+            "CDR rows that could not be mapped and went to the quarantine",
+            self.rows_quarantined.clone(),
+        );
+        r.register(
+            "rows_duplicate",
+            "CDR rows dropped as duplicates of an already ingested record",
+            self.duplicates.clone(),
+        );
+        r.register(
+            "files_ingested",
+            "CDR files ingested to the end",
+            self.files_ingested.clone(),
+        );
+        r.register(
+            "files_failed",
+            "CDR file ingests that stopped with an error",
+            self.files_failed.clone(),
+        );
+        r.register(
+            "batch_seconds",
+            "Time to turn one CDR batch into events and make them durable",
+            self.batch_seconds.clone(),
+        );
+    }
+
+    /// A finished file's report, into the counters.
+    pub fn file_done(&self, report: &super::ingest::IngestReport) {
+        self.files_ingested.inc();
+        self.rows_ok.inc_by(report.rows_ok);
+        self.rows_quarantined.inc_by(report.rows_quarantined);
+        self.duplicates.inc_by(report.duplicates);
+    }
 }
 
 /// Why a mapped row still cannot become an event (quarantine reasons, fixed words).
@@ -135,12 +221,13 @@ impl RowSink for OutboxSink<'_> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(SinkError::Closed);
         }
+        let started = std::time::Instant::now();
         let mut events = Vec::with_capacity(batch.len());
         for row in &batch {
             match self.completer.event(self.feed, row) {
                 Ok(Some(event)) => events.push(event),
                 Ok(None) => {
-                    self.counts.ignored.fetch_add(1, Ordering::Relaxed);
+                    self.counts.ignored.inc();
                 }
                 Err(reason) => {
                     // The raw numbers rest only here, in the 0600 quarantine.
@@ -154,7 +241,7 @@ impl RowSink for OutboxSink<'_> {
                     self.quarantine
                         .append(&entry, Utc::now())
                         .map_err(|_| SinkError::Refused)?;
-                    self.counts.refused.fetch_add(1, Ordering::Relaxed);
+                    self.counts.refused.inc();
                 }
             }
         }
@@ -169,9 +256,10 @@ impl RowSink for OutboxSink<'_> {
                 outbox.flush().await
             })
             .map_err(|_| SinkError::Refused)?;
+        self.counts.events.inc_by(lines.len() as u64);
         self.counts
-            .events
-            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 }

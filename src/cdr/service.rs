@@ -209,18 +209,25 @@ pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: Cancellati
         };
         {
             match done {
-                Ok(Ok(report)) => info!(
-                    feed = %feeds[i].name,
-                    rows = report.rows_ok,
-                    quarantined = report.rows_quarantined,
-                    duplicates = report.duplicates,
-                    skipped = report.skipped_already_done,
-                    "CDR file ingested."
-                ),
-                Ok(Err(err)) => {
-                    warn!(feed = %feeds[i].name, error = %err, "CDR file not ingested.")
+                Ok(Ok(report)) => {
+                    ingestor.counts.file_done(&report);
+                    info!(
+                        feed = %feeds[i].name,
+                        rows = report.rows_ok,
+                        quarantined = report.rows_quarantined,
+                        duplicates = report.duplicates,
+                        skipped = report.skipped_already_done,
+                        "CDR file ingested."
+                    );
                 }
-                Err(_) => warn!(feed = %feeds[i].name, "CDR ingest task failed."),
+                Ok(Err(err)) => {
+                    ingestor.counts.files_failed.inc();
+                    warn!(feed = %feeds[i].name, error = %err, "CDR file not ingested.");
+                }
+                Err(_) => {
+                    ingestor.counts.files_failed.inc();
+                    warn!(feed = %feeds[i].name, "CDR ingest task failed.");
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod load;
 mod model;
+pub mod secret;
 mod validate;
 
 pub use load::{ConfigError, Problem, load, parse};

@@ -40,13 +40,30 @@ pub struct Config {
 }
 
 /// Operator endpoints.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ops {
     /// Serve `GET /metrics` (Prometheus) and `GET /health` here; unset serves nothing. Keep it
     /// on loopback or a management network.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// The local control socket `calltrackd status` talks to (0600, owner only); relative paths
+    /// are under `data_dir`.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Self {
+            metrics_listen: None,
+            control_socket: default_control_socket(),
+        }
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("control.sock")
 }
 
 fn default_data_dir() -> PathBuf {
@@ -80,6 +97,17 @@ pub struct Sip {
     /// Value of the Server header; empty sends none.
     #[serde(default = "default_server_header")]
     pub server_header: String,
+    /// Host name or address put into our Contact (183 responses: where the carrier sends PRACK).
+    /// Unset: the address the request came to. Set it when listening on 0.0.0.0 or behind NAT.
+    #[serde(default)]
+    pub advertise_host: Option<String>,
+    /// When the 183 with the announcement goes out reliably (RFC 3262, PRACK):
+    /// "when-supported" (the INVITE lists 100rel in Supported or Require) or "when-required".
+    #[serde(default)]
+    pub reliable_provisional: crate::sip::edge::ReliableProvisional,
+    /// SIP over TLS; without this section no TLS listener runs.
+    #[serde(default)]
+    pub tls: Option<crate::sip::tls::Settings>,
 }
 
 impl Default for Sip {
@@ -94,6 +122,9 @@ impl Default for Sip {
             max_connections: default_max_connections(),
             tcp_idle_seconds: default_tcp_idle_seconds(),
             server_header: default_server_header(),
+            advertise_host: None,
+            reliable_provisional: crate::sip::edge::ReliableProvisional::default(),
+            tls: None,
         }
     }
 }

@@ -39,6 +39,12 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    if let Some(tls) = &config.sip.tls {
+        for (key, message) in tls.validate() {
+            problem(format!("sip.tls.{key}"), &message);
+        }
+    }
+
     match config.numbers.normalizer() {
         Err(_) => problem(
             "numbers.default_region".into(),

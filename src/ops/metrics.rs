@@ -1,227 +1,350 @@
-//! Process-wide counters with fixed names and fixed label values only: nothing a caller sends can
-//! become a label, so no number, address or header text can reach a metrics backend. Rendered in
-//! the Prometheus text exposition format.
+//! The SIP edge's and the call flow's metrics, registered into the process's one registry
+//! (`prometheus-client`, which also does the exposition format). Labels come from closed enums
+//! only: nothing a caller sends can become a label, so no number, address or header text can
+//! reach a metrics backend. Each metric's name and help are declared once, here; other
+//! components (outbox, Kafka forwarder, CDR ingest) declare and register theirs next to their
+//! code the same way.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+/// Every metric name starts with this (`calltrackd_…`).
+pub const PREFIX: &str = "calltrackd";
 
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-    /// Raises the count to `v`, for counts kept elsewhere (the transaction table's own stats).
-    pub fn set_max(&self, v: u64) {
-        self.0.fetch_max(v, Ordering::Relaxed);
+/// A fresh registry with the process prefix.
+pub fn registry() -> Registry {
+    Registry::with_prefix(PREFIX)
+}
+
+/// The OpenMetrics text of everything registered.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Encoding into a String cannot fail; an error would only mean a metric wrote badly-formed
+    // text, which the registry's own types never do.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// The Content-Type of `render`'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Raises `counter` to `total`, for totals a sans-IO core keeps itself (the transaction
+/// table's stats): the core is the only writer of that count, so the difference is what
+/// happened since the last mirror.
+pub fn raise_to(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
     }
 }
 
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicU64);
-
-impl Gauge {
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Buckets for durations of a SIP exchange: 1 ms to about 16 s.
+pub fn latency_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 /// Request methods as metric labels: a closed set, so unknown methods cannot mint labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MethodLabel {
     Invite,
     Ack,
     Cancel,
     Options,
     Bye,
+    Info,
+    Prack,
     Other,
 }
 
 impl MethodLabel {
-    const ALL: [(MethodLabel, &'static str); 6] = [
-        (MethodLabel::Invite, "INVITE"),
-        (MethodLabel::Ack, "ACK"),
-        (MethodLabel::Cancel, "CANCEL"),
-        (MethodLabel::Options, "OPTIONS"),
-        (MethodLabel::Bye, "BYE"),
-        (MethodLabel::Other, "other"),
-    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invite => "INVITE",
+            Self::Ack => "ACK",
+            Self::Cancel => "CANCEL",
+            Self::Options => "OPTIONS",
+            Self::Bye => "BYE",
+            Self::Info => "INFO",
+            Self::Prack => "PRACK",
+            Self::Other => "other",
+        }
+    }
 }
 
-#[derive(Debug, Default)]
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// A response's status class, `1xx` … `6xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusClass(u8);
+
+impl StatusClass {
+    pub fn of(status: u16) -> Self {
+        // Clamped, so a status outside 100..=699 cannot mint a seventh label.
+        Self(u8::try_from((status / 100).clamp(1, 6)).unwrap_or(6))
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_fmt(encoder, format_args!("{}xx", self.0))
+    }
+}
+
+/// Stream transports, for connection gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamLabel {
+    Tcp,
+    Tls,
+}
+
+impl EncodeLabelValue for StreamLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(
+            encoder,
+            match self {
+                Self::Tcp => "tcp",
+                Self::Tls => "tls",
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: MethodLabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: StatusClass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: StreamLabel,
+}
+
+/// The SIP edge's and call flow's metrics. Cheap to clone (every metric is an `Arc` inside).
+#[derive(Debug, Clone, Default)]
 pub struct Metrics {
-    pub sip_requests: [Counter; 6],
-    /// Responses sent by class: 1xx..6xx.
-    pub sip_responses: [Counter; 6],
+    pub sip_requests: Family<MethodLabels, Counter>,
+    pub sip_responses: Family<ClassLabels, Counter>,
     pub sip_retransmissions_absorbed: Counter,
     pub sip_finals_retransmitted: Counter,
     pub sip_ack_timeouts: Counter,
+    pub sip_proceeding_timeouts: Counter,
     pub sip_parse_errors: Counter,
     pub sip_dropped_unanswerable: Counter,
     pub sip_acl_denied: Counter,
     pub sip_oversize: Counter,
     pub sip_overloaded: Counter,
+    pub sip_write_queue_full: Counter,
     pub sip_transactions: Gauge,
-    pub tcp_connections: Gauge,
+    pub connections: Family<TransportLabels, Gauge>,
+    pub tls_handshake_failures: Counter,
+    pub reliable_provisionals_retransmitted: Counter,
+    pub prack_timeouts: Counter,
     pub calls_offered: Counter,
     pub calls_redirected: Counter,
     pub events_written: Counter,
     pub outbox_full: Counter,
     pub outbox_errors: Counter,
-    pub kafka_acked: Counter,
-    pub kafka_delivery_errors: Counter,
-    pub kafka_backlog: Gauge,
+    pub timings: Timings,
+}
+
+/// The edge's histograms (they need buckets, so no derived `Default`).
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// INVITE arrival to its final response, by the final's class.
+    time_to_final: Family<ClassLabels, Histogram, fn() -> Histogram>,
+    /// How much of the announcement callers heard.
+    announcement_seconds: Histogram,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            time_to_final: Family::new_with_constructor(latency_buckets),
+            announcement_seconds: announcement_buckets(),
+        }
+    }
+}
+
+fn announcement_buckets() -> Histogram {
+    Histogram::new([
+        0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
+    ])
 }
 
 impl Metrics {
+    /// The edge's metrics, registered into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry;
+        r.register(
+            "sip_requests",
+            "SIP requests received, by method",
+            m.sip_requests.clone(),
+        );
+        r.register(
+            "sip_responses",
+            "SIP responses sent, by class",
+            m.sip_responses.clone(),
+        );
+        r.register(
+            "sip_retransmissions_absorbed",
+            "Request retransmissions absorbed by a transaction",
+            m.sip_retransmissions_absorbed.clone(),
+        );
+        r.register(
+            "sip_finals_retransmitted",
+            "Final responses retransmitted (Timer G)",
+            m.sip_finals_retransmitted.clone(),
+        );
+        r.register(
+            "sip_ack_timeouts",
+            "INVITE transactions that never got their ACK (Timer H)",
+            m.sip_ack_timeouts.clone(),
+        );
+        r.register(
+            "sip_proceeding_timeouts",
+            "Transactions given up because no final response was made in time",
+            m.sip_proceeding_timeouts.clone(),
+        );
+        r.register(
+            "sip_parse_errors",
+            "Messages that failed to parse (TCP and TLS framing errors included)",
+            m.sip_parse_errors.clone(),
+        );
+        r.register(
+            "sip_dropped_unanswerable",
+            "Malformed messages dropped because no response could be formed",
+            m.sip_dropped_unanswerable.clone(),
+        );
+        r.register(
+            "sip_acl_denied",
+            "Datagrams and connections from outside the trunk ACL",
+            m.sip_acl_denied.clone(),
+        );
+        r.register(
+            "sip_oversize",
+            "Messages over sip.max_message_bytes",
+            m.sip_oversize.clone(),
+        );
+        r.register(
+            "sip_overloaded",
+            "Requests refused with 503 because the transaction table was full",
+            m.sip_overloaded.clone(),
+        );
+        r.register(
+            "sip_write_queue_full",
+            "Responses not queued because a stream connection's writer was full",
+            m.sip_write_queue_full.clone(),
+        );
+        r.register(
+            "sip_transactions",
+            "Live server transactions",
+            m.sip_transactions.clone(),
+        );
+        r.register(
+            "sip_connections",
+            "Open stream connections, by transport",
+            m.connections.clone(),
+        );
+        r.register(
+            "sip_tls_handshake_failures",
+            "TLS connections that failed or timed out in the handshake",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "sip_reliable_provisionals_retransmitted",
+            "Reliable provisional responses (RFC 3262) sent again while awaiting PRACK",
+            m.reliable_provisionals_retransmitted.clone(),
+        );
+        r.register(
+            "sip_prack_timeouts",
+            "Reliable provisional responses never acknowledged by PRACK (call refused 504)",
+            m.prack_timeouts.clone(),
+        );
+        r.register(
+            "calls_offered",
+            "INVITEs for tracking numbers",
+            m.calls_offered.clone(),
+        );
+        r.register(
+            "calls_redirected",
+            "Calls redirected with 302",
+            m.calls_redirected.clone(),
+        );
+        r.register(
+            "events_written",
+            "Events appended to the outbox by the SIP edge",
+            m.events_written.clone(),
+        );
+        r.register(
+            "outbox_full",
+            "Calls refused because the outbox was full",
+            m.outbox_full.clone(),
+        );
+        r.register(
+            "outbox_errors",
+            "Calls refused because the outbox write failed",
+            m.outbox_errors.clone(),
+        );
+        r.register(
+            "sip_invite_time_to_final_seconds",
+            "Time from an INVITE's arrival to its final response, by class",
+            m.timings.time_to_final.clone(),
+        );
+        r.register(
+            "announcement_played_seconds",
+            "Seconds of the disclosure announcement played per announced call",
+            m.timings.announcement_seconds.clone(),
+        );
+        m
+    }
+
     pub fn request(&self, method: MethodLabel) {
-        let i = MethodLabel::ALL
-            .iter()
-            .position(|(m, _)| *m == method)
-            .unwrap_or(5);
-        self.sip_requests[i].inc();
+        self.sip_requests
+            .get_or_create(&MethodLabels { method })
+            .inc();
     }
 
     pub fn response(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 6) - 1;
-        self.sip_responses[class].inc();
+        self.sip_responses
+            .get_or_create(&ClassLabels {
+                class: StatusClass::of(status),
+            })
+            .inc();
     }
 
-    /// The Prometheus text format (version 0.0.4).
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
-        };
-        counter(
-            "calltrackd_sip_retransmissions_absorbed_total",
-            "Request retransmissions absorbed by a transaction.",
-            self.sip_retransmissions_absorbed.get(),
-        );
-        counter(
-            "calltrackd_sip_finals_retransmitted_total",
-            "Final responses retransmitted (Timer G).",
-            self.sip_finals_retransmitted.get(),
-        );
-        counter(
-            "calltrackd_sip_ack_timeouts_total",
-            "INVITE transactions that never got their ACK (Timer H).",
-            self.sip_ack_timeouts.get(),
-        );
-        counter(
-            "calltrackd_sip_parse_errors_total",
-            "Messages that failed to parse.",
-            self.sip_parse_errors.get(),
-        );
-        counter(
-            "calltrackd_sip_dropped_unanswerable_total",
-            "Malformed messages dropped because no response could be formed.",
-            self.sip_dropped_unanswerable.get(),
-        );
-        counter(
-            "calltrackd_sip_acl_denied_total",
-            "Messages from sources outside the trunk ACL.",
-            self.sip_acl_denied.get(),
-        );
-        counter(
-            "calltrackd_sip_oversize_total",
-            "Messages over sip.max_message_bytes.",
-            self.sip_oversize.get(),
-        );
-        counter(
-            "calltrackd_sip_overloaded_total",
-            "Requests refused with 503 because the transaction table was full.",
-            self.sip_overloaded.get(),
-        );
-        counter(
-            "calltrackd_calls_offered_total",
-            "INVITEs for tracking numbers.",
-            self.calls_offered.get(),
-        );
-        counter(
-            "calltrackd_calls_redirected_total",
-            "Calls redirected with 302.",
-            self.calls_redirected.get(),
-        );
-        counter(
-            "calltrackd_events_written_total",
-            "Events appended to the outbox.",
-            self.events_written.get(),
-        );
-        counter(
-            "calltrackd_outbox_full_total",
-            "Calls refused because the outbox was full.",
-            self.outbox_full.get(),
-        );
-        counter(
-            "calltrackd_outbox_errors_total",
-            "Outbox write failures.",
-            self.outbox_errors.get(),
-        );
-        counter(
-            "calltrackd_kafka_acked_total",
-            "Events acknowledged by Kafka.",
-            self.kafka_acked.get(),
-        );
-        counter(
-            "calltrackd_kafka_delivery_errors_total",
-            "Kafka delivery failures (each is retried).",
-            self.kafka_delivery_errors.get(),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP calltrackd_kafka_backlog Events in the outbox not yet acknowledged by Kafka.\n# TYPE calltrackd_kafka_backlog gauge\ncalltrackd_kafka_backlog {}",
-            self.kafka_backlog.get()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP calltrackd_sip_requests_total SIP requests received by method.\n# TYPE calltrackd_sip_requests_total counter"
-        );
-        for ((_, label), c) in MethodLabel::ALL.iter().zip(&self.sip_requests) {
-            let _ = writeln!(
-                out,
-                "calltrackd_sip_requests_total{{method=\"{label}\"}} {}",
-                c.get()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP calltrackd_sip_responses_total SIP responses sent by class.\n# TYPE calltrackd_sip_responses_total counter"
-        );
-        for (i, c) in self.sip_responses.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "calltrackd_sip_responses_total{{class=\"{}xx\"}} {}",
-                i + 1,
-                c.get()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP calltrackd_sip_transactions Live server transactions.\n# TYPE calltrackd_sip_transactions gauge\ncalltrackd_sip_transactions {}",
-            self.sip_transactions.get()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP calltrackd_tcp_connections Open TCP connections.\n# TYPE calltrackd_tcp_connections gauge\ncalltrackd_tcp_connections {}",
-            self.tcp_connections.get()
-        );
-        out
+    pub fn final_after(&self, status: u16, elapsed: std::time::Duration) {
+        self.timings
+            .time_to_final
+            .get_or_create(&ClassLabels {
+                class: StatusClass::of(status),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn announced(&self, played: std::time::Duration) {
+        self.timings
+            .announcement_seconds
+            .observe(played.as_secs_f64());
+    }
+
+    pub fn connections(&self, transport: StreamLabel) -> Gauge {
+        self.connections
+            .get_or_create(&TransportLabels { transport })
+            .clone()
     }
 }
 
@@ -230,12 +353,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn render_has_fixed_labels_only() {
-        let m = Metrics::default();
+    fn labels_come_from_closed_sets() {
+        let mut registry = registry();
+        let m = Metrics::register(&mut registry);
         m.request(MethodLabel::Invite);
         m.response(302);
-        let text = m.render();
+        m.response(999);
+        m.final_after(302, std::time::Duration::from_millis(3));
+        m.connections(StreamLabel::Tls).inc();
+        let text = render(&registry);
         assert!(text.contains("calltrackd_sip_requests_total{method=\"INVITE\"} 1"));
         assert!(text.contains("calltrackd_sip_responses_total{class=\"3xx\"} 1"));
+        assert!(text.contains("calltrackd_sip_responses_total{class=\"6xx\"} 1"));
+        assert!(text.contains("calltrackd_sip_connections{transport=\"tls\"} 1"));
+        assert!(
+            text.contains(
+                "calltrackd_sip_invite_time_to_final_seconds_bucket{le=\"0.004\",class=\"3xx\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn raise_to_mirrors_a_core_total() {
+        let c = Counter::default();
+        raise_to(&c, 5);
+        raise_to(&c, 3);
+        raise_to(&c, 7);
+        assert_eq!(c.get(), 7);
     }
 }

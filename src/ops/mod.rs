@@ -1,8 +1,10 @@
 //! Running the daemon as an operator expects: metrics, logs, systemd readiness and signals.
 
+pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod occurrence;
+pub mod status;
 pub mod systemd;
 pub mod telemetry;
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::metrics::Counter;
+use prometheus_client::metrics::counter::Counter;
 
 pub struct Occurrence {
     interval: Duration,

@@ -39,4 +39,4 @@ pub use record::{Position, Record, Span};
 pub use retention::Retention;
 pub use scan::{Scan, scan};
 pub use stats::Stats;
-pub use writer::{OpenReport, Outbox};
+pub use writer::{OpenReport, Outbox, Usage};

@@ -1,49 +1,128 @@
-//! Counters for the metrics endpoint; each counts one fixed occurrence, never carries content.
+//! Counters of the outbox, registered into the process's metrics registry; each counts one fixed
+//! occurrence and never carries content.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
-#[derive(Debug, Default)]
+use super::Outbox;
+
+#[derive(Debug, Clone, Default)]
 pub struct Stats {
-    appended: AtomicU64,
-    bytes: AtomicU64,
-    torn_lines_cut: AtomicU64,
-    full_refusals: AtomicU64,
-    syncs: AtomicU64,
+    appended: Counter,
+    bytes: Counter,
+    torn_lines_cut: Counter,
+    full_refusals: Counter,
+    syncs: Counter,
+}
+
+/// The outbox's size and state, read at each scrape.
+#[derive(Debug)]
+struct UsageCollector(Outbox);
+
+impl Collector for UsageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(usage) = self.0.usage() else {
+            return Ok(());
+        };
+        let gauges = [
+            ("bytes", "Bytes of all outbox segments on disk", usage.bytes),
+            (
+                "max_bytes",
+                "outbox.max_bytes: calls are refused with 503 beyond it",
+                usage.max_bytes,
+            ),
+            (
+                "end_position",
+                "Position the next event gets (events ever written)",
+                usage.end.0,
+            ),
+            (
+                "poisoned",
+                "1 when a failed fsync stopped all writes until a restart",
+                u64::from(usage.poisoned),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 impl Stats {
+    /// Puts every counter of `outbox`, and its size, into `registry` under `outbox_…`.
+    pub fn register(outbox: &Outbox, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("outbox");
+        r.register_collector(Box::new(UsageCollector(outbox.clone())));
+        let stats = outbox.stats();
+        Self::register_counters(stats, r);
+    }
+
+    fn register_counters(&self, r: &mut Registry) {
+        r.register(
+            "appended",
+            "Event lines appended to the outbox since start",
+            self.appended.clone(),
+        );
+        r.register(
+            "appended_bytes",
+            "Bytes appended to the outbox since start, line feeds included",
+            self.bytes.clone(),
+        );
+        r.register(
+            "torn_lines_cut",
+            "Torn lines cut away by crash recovery at open",
+            self.torn_lines_cut.clone(),
+        );
+        r.register(
+            "full_refusals",
+            "Appends refused because the outbox was at max_bytes",
+            self.full_refusals.clone(),
+        );
+        r.register(
+            "syncs",
+            "fdatasync rounds completed (group commit)",
+            self.syncs.clone(),
+        );
+    }
+
     /// Lines appended since open.
     pub fn appended(&self) -> u64 {
-        self.appended.load(Ordering::Relaxed)
+        self.appended.get()
     }
     /// Bytes appended since open, line feeds included.
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes.get()
     }
     /// Torn lines cut away by recovery at open.
     pub fn torn_lines_cut(&self) -> u64 {
-        self.torn_lines_cut.load(Ordering::Relaxed)
+        self.torn_lines_cut.get()
     }
     /// Appends refused with `Error::Full`.
     pub fn full_refusals(&self) -> u64 {
-        self.full_refusals.load(Ordering::Relaxed)
+        self.full_refusals.get()
     }
     /// fdatasync rounds completed by the background syncer.
     pub fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::Relaxed)
+        self.syncs.get()
     }
 
     pub(super) fn count_append(&self, lines: u64, bytes: u64) {
-        self.appended.fetch_add(lines, Ordering::Relaxed);
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.appended.inc_by(lines);
+        self.bytes.inc_by(bytes);
     }
     pub(super) fn count_torn(&self, n: u64) {
-        self.torn_lines_cut.fetch_add(n, Ordering::Relaxed);
+        self.torn_lines_cut.inc_by(n);
     }
     pub(super) fn count_full(&self) {
-        self.full_refusals.fetch_add(1, Ordering::Relaxed);
+        self.full_refusals.inc();
     }
     pub(super) fn count_sync(&self) {
-        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.syncs.inc();
     }
 }

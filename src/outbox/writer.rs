@@ -18,6 +18,27 @@ use super::recover::{self, recover};
 use super::segment::{self, DIR_MODE};
 use super::{Durability, Error, Options, Position, Span, Stats};
 
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("dir", &self.inner.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of the outbox's size and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The position the next append gets.
+    pub end: Position,
+    /// Bytes in all segments on disk.
+    pub bytes: u64,
+    /// `max_bytes`: appends beyond it are refused.
+    pub max_bytes: u64,
+    /// A failed fsync poisoned the writer: every append fails until a restart.
+    pub poisoned: bool,
+}
+
 /// The durable local event log. Cheap to clone; all clones share one log.
 #[derive(Clone)]
 pub struct Outbox {
@@ -258,6 +279,18 @@ impl Outbox {
     /// The position the next append gets.
     pub fn end(&self) -> Result<Position, Error> {
         Ok(Position(self.inner.shared.lock()?.next))
+    }
+
+    /// What the outbox holds now, for `status` and the metrics collector.
+    pub fn usage(&self) -> Result<Usage, Error> {
+        let shared = &self.inner.shared;
+        let w = shared.lock()?;
+        Ok(Usage {
+            end: Position(w.next),
+            bytes: w.total,
+            max_bytes: shared.opts.max_bytes,
+            poisoned: w.poisoned,
+        })
     }
 
     /// The directory of this outbox.

@@ -335,7 +335,7 @@ impl Security {
                 Mechanism::ScramSha256 => "SCRAM-SHA-256",
                 Mechanism::ScramSha512 => "SCRAM-SHA-512",
             };
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+            let dir = crate::config::secret::credentials_dir();
             let password = read_secret(&secret_path(file, dir.as_deref())?)?;
             c.set("sasl.mechanism", mechanism)
                 .set("sasl.username", user)
@@ -345,33 +345,24 @@ impl Security {
     }
 }
 
-enum SecretPath<'a> {
-    Absolute(&'a Path),
-    Credential(&'a str),
+fn secret_path_kind(value: &str) -> Result<(), ConfigError> {
+    crate::config::secret::check(value).map_err(ConfigError::from)
 }
 
-fn secret_path_kind(value: &str) -> Result<SecretPath<'_>, ConfigError> {
-    let path = Path::new(value);
-    if path.is_absolute() {
-        return Ok(SecretPath::Absolute(path));
-    }
-    // systemd credential names are single path components.
-    let bare = !value.is_empty() && !value.contains('/') && value != "." && value != "..";
-    if bare {
-        Ok(SecretPath::Credential(value))
-    } else {
-        Err(ConfigError::SecretName)
+impl From<crate::config::secret::SecretPathError> for ConfigError {
+    fn from(e: crate::config::secret::SecretPathError) -> Self {
+        match e {
+            crate::config::secret::SecretPathError::NotAPathOrName => Self::SecretName,
+            crate::config::secret::SecretPathError::NoCredentialsDirectory => {
+                Self::NoCredentialsDirectory
+            }
+        }
     }
 }
 
 /// Resolves `sasl_password_file` against `$CREDENTIALS_DIRECTORY` (passed in for testability).
 pub fn secret_path(value: &str, credentials_dir: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    match secret_path_kind(value)? {
-        SecretPath::Absolute(p) => Ok(p.to_path_buf()),
-        SecretPath::Credential(name) => credentials_dir
-            .map(|d| d.join(name))
-            .ok_or(ConfigError::NoCredentialsDirectory),
-    }
+    Ok(crate::config::secret::resolve(value, credentials_dir)?)
 }
 
 /// Reads a secret file: one trailing line feed (and a CR before it) is dropped.

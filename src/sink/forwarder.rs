@@ -55,8 +55,10 @@ pub struct ForwarderReport {
     pub flushed: bool,
 }
 
+/// A delivery report: the record's position, when it was handed over, and what the brokers said.
 type Outcome = (
     Position,
+    Instant,
     Result<
         rdkafka::producer::future_producer::OwnedDeliveryResult,
         futures::channel::oneshot::Canceled,
@@ -228,7 +230,8 @@ impl Forwarder {
                 Ok(fut) => {
                     self.stats.count_published(next.resend);
                     run.win.sent();
-                    flight.push(fut.map(move |r| (pos, r)).boxed());
+                    let sent = Instant::now();
+                    flight.push(fut.map(move |r| (pos, sent, r)).boxed());
                 }
                 Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     run.queue_full = true;
@@ -248,11 +251,11 @@ impl Forwarder {
         }
     }
 
-    fn delivered(&self, run: &mut Run, (pos, outcome): Outcome) {
+    fn delivered(&self, run: &mut Run, (pos, sent, outcome): Outcome) {
         run.queue_full = false;
         match outcome {
             Ok(Ok(_)) => {
-                self.stats.count_acked();
+                self.stats.count_acked(sent.elapsed());
                 run.win.ack(pos);
                 run.progress = Instant::now();
                 run.backoff = BACKOFF_MIN;

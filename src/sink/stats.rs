@@ -1,85 +1,176 @@
-//! Counters of the Kafka forwarder for the metrics endpoint. Each counts one fixed occurrence and
-//! never carries event content, so they can be exported without labels.
+//! Counters of the Kafka forwarder, registered into the process's metrics registry. Each counts
+//! one fixed occurrence and never carries event content, so none needs a label.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-/// Shared between the forwarder (writer) and the metrics endpoint (reader).
-#[derive(Debug, Default)]
+/// Shared between the forwarder (writer) and the metrics endpoint and `status` (readers).
+#[derive(Debug, Clone)]
 pub struct Stats {
-    published: AtomicU64,
-    acked: AtomicU64,
-    delivery_errors: AtomicU64,
-    resends: AtomicU64,
-    backlog: AtomicU64,
-    client_errors: AtomicU64,
-    unparsed: AtomicU64,
-    retention_errors: AtomicU64,
-    producer_restarts: AtomicU64,
+    published: Counter,
+    acked: Counter,
+    delivery_errors: Counter,
+    resends: Counter,
+    backlog: Gauge,
+    client_errors: Counter,
+    unparsed: Counter,
+    retention_errors: Counter,
+    producer_restarts: Counter,
+    /// Handing a record to the producer until the brokers acknowledged it.
+    delivery_seconds: Histogram,
+    /// Unix time of the last acknowledgement (0: none yet), for lag and alerts.
+    last_ack: Gauge,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            published: Counter::default(),
+            acked: Counter::default(),
+            delivery_errors: Counter::default(),
+            resends: Counter::default(),
+            backlog: Gauge::default(),
+            client_errors: Counter::default(),
+            unparsed: Counter::default(),
+            retention_errors: Counter::default(),
+            producer_restarts: Counter::default(),
+            delivery_seconds: crate::ops::metrics::latency_buckets(),
+            last_ack: Gauge::default(),
+        }
+    }
 }
 
 impl Stats {
+    /// Puts every counter into `registry` under `kafka_…`.
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("kafka");
+        r.register(
+            "published",
+            "Records handed to the Kafka producer, resends included",
+            self.published.clone(),
+        );
+        r.register(
+            "acked",
+            "Events acknowledged by Kafka (acks=all)",
+            self.acked.clone(),
+        );
+        r.register(
+            "delivery_errors",
+            "Kafka delivery failures (each record is sent again)",
+            self.delivery_errors.clone(),
+        );
+        r.register(
+            "resends",
+            "Records sent again after a delivery error; only these can arrive twice",
+            self.resends.clone(),
+        );
+        r.register(
+            "backlog",
+            "Events in the outbox not yet acknowledged by Kafka",
+            self.backlog.clone(),
+        );
+        r.register(
+            "client_errors",
+            "Errors librdkafka reported about its broker connections",
+            self.client_errors.clone(),
+        );
+        r.register(
+            "unparsed",
+            "Records published without key and headers because the line was not an event object",
+            self.unparsed.clone(),
+        );
+        r.register(
+            "retention_errors",
+            "Outbox retention runs after delivery that failed",
+            self.retention_errors.clone(),
+        );
+        r.register(
+            "producer_restarts",
+            "Kafka producers rebuilt after a fatal producer error",
+            self.producer_restarts.clone(),
+        );
+        r.register(
+            "last_ack_timestamp_seconds",
+            "Unix time of the last event Kafka acknowledged",
+            self.last_ack.clone(),
+        );
+        r.register(
+            "delivery_seconds",
+            "Time from handing a record to the producer to its acknowledgement",
+            self.delivery_seconds.clone(),
+        );
+    }
+
     /// Records handed to the producer, resends included.
     pub fn published(&self) -> u64 {
-        self.published.load(Ordering::Relaxed)
+        self.published.get()
     }
     /// Records the brokers acknowledged (`acks=all`).
     pub fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Relaxed)
+        self.acked.get()
     }
     /// Records whose delivery failed (they stay in the outbox and are sent again).
     pub fn delivery_errors(&self) -> u64 {
-        self.delivery_errors.load(Ordering::Relaxed)
+        self.delivery_errors.get()
     }
     /// Records sent again after a delivery error; only these can show up twice downstream.
     pub fn resends(&self) -> u64 {
-        self.resends.load(Ordering::Relaxed)
+        self.resends.get()
     }
     /// Gauge: outbox records not yet committed as delivered (outbox end − committed position).
     pub fn backlog(&self) -> u64 {
-        self.backlog.load(Ordering::Relaxed)
+        u64::try_from(self.backlog.get()).unwrap_or(0)
     }
     /// Errors librdkafka reported about its connections (e.g. all brokers down).
     pub fn client_errors(&self) -> u64 {
-        self.client_errors.load(Ordering::Relaxed)
+        self.client_errors.get()
     }
     /// Records published without headers because the line lacked them or was not an object.
     pub fn unparsed(&self) -> u64 {
-        self.unparsed.load(Ordering::Relaxed)
+        self.unparsed.get()
     }
     /// Outbox retention runs that failed.
     pub fn retention_errors(&self) -> u64 {
-        self.retention_errors.load(Ordering::Relaxed)
+        self.retention_errors.get()
     }
     /// Producers rebuilt after a fatal producer error.
     pub fn producer_restarts(&self) -> u64 {
-        self.producer_restarts.load(Ordering::Relaxed)
+        self.producer_restarts.get()
+    }
+    /// Unix seconds of the last acknowledgement, if any.
+    pub fn last_ack_unix(&self) -> Option<i64> {
+        Some(self.last_ack.get()).filter(|&t| t > 0)
     }
 
     pub(super) fn count_published(&self, resend: bool) {
-        self.published.fetch_add(1, Ordering::Relaxed);
+        self.published.inc();
         if resend {
-            self.resends.fetch_add(1, Ordering::Relaxed);
+            self.resends.inc();
         }
     }
-    pub(super) fn count_acked(&self) {
-        self.acked.fetch_add(1, Ordering::Relaxed);
+    pub(super) fn count_acked(&self, after: std::time::Duration) {
+        self.acked.inc();
+        self.delivery_seconds.observe(after.as_secs_f64());
+        self.last_ack.set(chrono::Utc::now().timestamp());
     }
     pub(super) fn count_delivery_error(&self) {
-        self.delivery_errors.fetch_add(1, Ordering::Relaxed);
+        self.delivery_errors.inc();
     }
     pub(super) fn set_backlog(&self, n: u64) {
-        self.backlog.store(n, Ordering::Relaxed);
+        self.backlog.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     pub(super) fn count_client_error(&self) {
-        self.client_errors.fetch_add(1, Ordering::Relaxed);
+        self.client_errors.inc();
     }
     pub(super) fn count_unparsed(&self) {
-        self.unparsed.fetch_add(1, Ordering::Relaxed);
+        self.unparsed.inc();
     }
     pub(super) fn count_retention_error(&self) {
-        self.retention_errors.fetch_add(1, Ordering::Relaxed);
+        self.retention_errors.inc();
     }
     pub(super) fn count_producer_restart(&self) {
-        self.producer_restarts.fetch_add(1, Ordering::Relaxed);
+        self.producer_restarts.inc();
     }
 }

@@ -1,5 +1,6 @@
 //! The SIP edge's core: one place where a framed message meets the transaction table, the UAS
-//! decision and the call recorder. Transports (udp.rs, tcp.rs) only move bytes in and out of it.
+//! decision and the call recorder. Transports (udp.rs, tcp.rs for TCP and TLS) only move bytes
+//! in and out of it.
 //!
 //! Ordering rule (the brief's durability promise): a call's events are in the outbox file before
 //! the final response that ends its INVITE transaction is sent.
@@ -17,7 +18,7 @@ use tracing::debug;
 
 use crate::call::{CallerInput, Recorder};
 use crate::media::PortPool;
-use crate::ops::metrics::MethodLabel;
+use crate::ops::metrics::{MethodLabel, StreamLabel, raise_to};
 use crate::ops::{Metrics, Occurrence};
 use crate::outbox::Outbox;
 use crate::sip::transaction::{Key, MethodClass, Received, Transactions};
@@ -33,21 +34,21 @@ pub enum ReplyTo {
         socket: Arc<UdpSocket>,
         dest: SocketAddr,
     },
-    Tcp {
-        sender: mpsc::Sender<Bytes>,
-    },
+    /// The writer of the TCP or TLS connection the request came on.
+    Stream { sender: mpsc::Sender<Bytes> },
 }
 
 impl ReplyTo {
-    async fn send(&self, bytes: Bytes) {
+    /// Sends or queues `bytes`; `false` when a stream's writer queue is full (the peer does not
+    /// read) or its connection is gone.
+    async fn send(&self, bytes: Bytes) -> bool {
         match self {
             Self::Udp { socket, dest } => {
                 // A failed send is the same as a lost datagram: Timer G or the peer retries.
                 let _ = socket.send_to(&bytes, dest).await;
+                true
             }
-            Self::Tcp { sender } => {
-                let _ = sender.try_send(bytes);
-            }
+            Self::Stream { sender } => sender.try_send(bytes).is_ok(),
         }
     }
 }
@@ -56,15 +57,59 @@ impl ReplyTo {
 #[derive(Debug, Clone)]
 pub struct Arrival {
     pub source: SocketAddr,
-    pub reliable: bool,
-    /// For TCP: the connection's writer. For UDP: the socket, destination decided from Via.
+    /// Our address it came to: the Contact we give in dialog-creating responses.
+    pub local: SocketAddr,
+    /// For streams: the connection's writer. For UDP: the socket, destination decided from Via.
     pub transport: ArrivalTransport,
 }
 
 #[derive(Debug, Clone)]
 pub enum ArrivalTransport {
     Udp(Arc<UdpSocket>),
-    Tcp(mpsc::Sender<Bytes>),
+    Stream {
+        kind: StreamLabel,
+        sender: mpsc::Sender<Bytes>,
+    },
+}
+
+impl Arrival {
+    /// A reliable transport (§17.2: no retransmission timers).
+    pub fn reliable(&self) -> bool {
+        matches!(self.transport, ArrivalTransport::Stream { .. })
+    }
+
+    pub fn secure(&self) -> bool {
+        matches!(
+            self.transport,
+            ArrivalTransport::Stream {
+                kind: StreamLabel::Tls,
+                ..
+            }
+        )
+    }
+}
+
+/// When a 183 is sent reliably (RFC 3262).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReliableProvisional {
+    /// Whenever the INVITE lists 100rel in Supported or Require.
+    #[default]
+    WhenSupported,
+    /// Only when the INVITE requires it.
+    WhenRequired,
+}
+
+/// How the edge presents itself.
+pub struct EdgeSettings {
+    /// Value of the Server header; empty sends none.
+    pub server_header: String,
+    /// Host for our Contact (a name or address the trunk can reach); the receiving socket's
+    /// address when unset.
+    pub advertise_host: Option<String>,
+    pub reliable_provisional: ReliableProvisional,
+    /// RFC 3261 T1, also the first retransmission interval of reliable provisionals.
+    pub t1: Duration,
 }
 
 mod redirect;
@@ -99,7 +144,7 @@ pub struct Edge {
     recorder: Arc<Recorder>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
-    server_header: String,
+    settings: EdgeSettings,
     outbox_full: Occurrence,
     outbox_error: Occurrence,
     acl_denied: Occurrence,
@@ -118,7 +163,7 @@ impl Edge {
         recorder: Arc<Recorder>,
         outbox: Outbox,
         metrics: Arc<Metrics>,
-        server_header: String,
+        settings: EdgeSettings,
         media: MediaSettings,
     ) -> Self {
         Self {
@@ -131,7 +176,7 @@ impl Edge {
             recorder,
             outbox,
             metrics,
-            server_header,
+            settings,
             outbox_full: Occurrence::new(Duration::from_secs(10)),
             outbox_error: Occurrence::new(Duration::from_secs(10)),
             acl_denied: Occurrence::new(Duration::from_secs(60)),
@@ -145,6 +190,21 @@ impl Edge {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Calls for tracking numbers whose flow has not ended yet.
+    pub fn calls_in_flight(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Calls with an announcement playing.
+    pub fn calls_announcing(&self) -> usize {
+        lock(&self.calls).len()
+    }
+
+    /// Live server transactions.
+    pub fn transactions(&self) -> usize {
+        lock(&self.table).len()
     }
 
     /// Waits (at most `limit`) for call flows in progress, e.g. announcements, to send their
@@ -162,16 +222,18 @@ impl Edge {
             let sends = table.poll(now);
             (sends, table.next_deadline(), table.stats(), table.len())
         };
-        self.metrics
-            .sip_finals_retransmitted
-            .set_max(stats.finals_retransmitted);
-        self.metrics.sip_ack_timeouts.set_max(stats.ack_timeouts);
-        self.metrics
-            .sip_retransmissions_absorbed
-            .set_max(stats.retransmissions_absorbed);
-        self.metrics.sip_transactions.set(live as u64);
+        let m = &self.metrics;
+        raise_to(&m.sip_finals_retransmitted, stats.finals_retransmitted);
+        raise_to(&m.sip_ack_timeouts, stats.ack_timeouts);
+        raise_to(
+            &m.sip_retransmissions_absorbed,
+            stats.retransmissions_absorbed,
+        );
+        raise_to(&m.sip_proceeding_timeouts, stats.proceeding_timeouts);
+        m.sip_transactions
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
         for (to, bytes) in sends {
-            to.send(bytes).await;
+            self.deliver(&to, bytes).await;
         }
         next
     }
@@ -209,7 +271,7 @@ impl Edge {
             None,
         );
         self.metrics.response(err.status);
-        to.send(bytes).await;
+        self.deliver(&to, bytes).await;
     }
 
     /// A datagram or stream segment that could not be framed: answer 513 for oversize, 400 for a
@@ -260,16 +322,16 @@ impl Edge {
                 None,
             );
             self.metrics.response(403);
-            self.reply_to(req.reply_headers(), arrival)
-                .send(bytes)
-                .await;
+            let to = self.reply_to(req.reply_headers(), arrival);
+            self.deliver(&to, bytes).await;
         }
     }
 
     async fn on_request(self: &Arc<Self>, req: Request, arrival: &Arrival) {
+        let arrived = Instant::now();
         self.metrics.request(method_label(&req.method));
         let key = transaction_key(&req);
-        let now = Instant::now();
+        let now = arrived;
         match &req.method {
             Method::Ack => {
                 let _ = lock(&self.table).on_ack(&key, now);
@@ -278,14 +340,18 @@ impl Edge {
             Method::Cancel => return self.on_cancel(req, key, arrival, now).await,
             _ => {}
         }
-        let reply = req.reply_headers().clone();
+        let mut reply = req.reply_headers().clone();
+        if let Some(answer) = crate::sip::mediasec::answer(&req.headers) {
+            reply.echo.push(("Security-Server", answer));
+        }
         let to = self.reply_to(&reply, arrival);
-        let received = lock(&self.table).on_request(key.clone(), to.clone(), arrival.reliable, now);
+        let received =
+            lock(&self.table).on_request(key.clone(), to.clone(), arrival.reliable(), now);
         match received {
             Received::New => {}
             Received::Retransmission(resend) => {
                 if let Some((to, bytes)) = resend {
-                    to.send(bytes).await;
+                    self.deliver(&to, bytes).await;
                 }
                 return;
             }
@@ -301,32 +367,48 @@ impl Edge {
                     None,
                 );
                 self.metrics.response(503);
-                to.send(bytes).await;
+                self.deliver(&to, bytes).await;
                 return;
             }
             Received::Ack | Received::StrayAck => return,
         }
         let to_tag = crate::sip::generate_tag();
-        if req.method == Method::Invite {
+        let invite = req.method == Method::Invite;
+        if invite {
             // §17.2.1: 100 Trying at once, so the carrier stops retransmitting the INVITE.
             let trying = self.build(&reply, arrival, 100, &to_tag, &[], None);
             self.respond(&key, 100, trying).await;
         }
-        if req.method == Method::Info
-            && let Some(status) = self.on_info(&req)
-        {
+        let answered = match req.method {
+            Method::Info => self.on_info(&req),
+            Method::Prack => self.on_prack(&req),
+            _ => None,
+        };
+        if let Some(status) = answered {
             let bytes = self.build(&reply, arrival, status, &to_tag, &[], None);
             return self.respond(&key, status, bytes).await;
         }
-        let routing = self
-            .routing
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        match uas::decide(&req, &routing) {
+        let decision = if insecure_sips(&req, arrival) {
+            // RFC 5630 §3.1.3: a SIPS request promises TLS on every hop; this one was not.
+            Decision::Reply {
+                status: 416,
+                headers: Vec::new(),
+            }
+        } else {
+            let routing = self
+                .routing
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            uas::decide(&req, &routing)
+        };
+        match decision {
             Decision::Reply { status, headers } => {
                 let bytes = self.build(&reply, arrival, status, &to_tag, &headers, None);
                 self.respond(&key, status, bytes).await;
+                if invite {
+                    self.metrics.final_after(status, arrived.elapsed());
+                }
             }
             Decision::Redirect(route) => {
                 // The flow may play an announcement for a minute: it runs as its own task so
@@ -345,6 +427,7 @@ impl Edge {
                     arrival: arrival.clone(),
                     to_tag,
                     at: chrono::Utc::now(),
+                    arrived,
                     cancel,
                 };
                 self.flows.spawn(self.clone().redirect(invite, route));
@@ -356,10 +439,13 @@ impl Edge {
     async fn on_cancel(&self, req: Request, key: Key, arrival: &Arrival, now: Instant) {
         let reply = req.reply_headers();
         let to = self.reply_to(reply, arrival);
-        let received = lock(&self.table).on_request(key.clone(), to, arrival.reliable, now);
+        let received = lock(&self.table).on_request(key.clone(), to, arrival.reliable(), now);
         match received {
             Received::New => {}
-            Received::Retransmission(Some((to, bytes))) => return to.send(bytes).await,
+            Received::Retransmission(Some((to, bytes))) => {
+                self.deliver(&to, bytes).await;
+                return;
+            }
             _ => return,
         }
         let invite = key.invite_of_cancel();
@@ -401,17 +487,77 @@ impl Edge {
         Some(200)
     }
 
+    /// PRACK (RFC 3262 §7.2) for a call in its announcement: 200 when it acknowledges our
+    /// reliable 183, 481 when it matches none. `None` (no such call) defers to the UAS (481).
+    fn on_prack(&self, req: &Request) -> Option<u16> {
+        let control = lock(&self.calls).get(req.call_id()).cloned()?;
+        let reliable = control.reliable.as_ref()?;
+        // The PRACK belongs to our early dialog only if it carries our To tag.
+        if req.to().tag() != Some(control.to_tag.as_str()) {
+            return Some(481);
+        }
+        let Some(rack) = req
+            .headers
+            .get("RAck")
+            .and_then(crate::sip::reliable::RAck::parse)
+        else {
+            return Some(400);
+        };
+        match lock(reliable).on_prack(&rack) {
+            crate::sip::reliable::Prack::Acknowledged => Some(200),
+            crate::sip::reliable::Prack::Unknown => Some(481),
+        }
+    }
+
     async fn respond(&self, key: &Key, status: u16, bytes: Bytes) {
         let sent = lock(&self.table).respond(key, status, bytes, Instant::now());
         if let Ok((to, bytes)) = sent {
             self.metrics.response(status);
-            to.send(bytes).await;
+            self.deliver(&to, bytes).await;
+        }
+    }
+
+    /// Every send goes through here, so a stream writer that cannot take more is counted.
+    async fn deliver(&self, to: &ReplyTo, bytes: Bytes) {
+        if !to.send(bytes).await {
+            self.metrics.sip_write_queue_full.inc();
+            debug!("Response not queued: the connection's writer is full or closed.");
+        }
+    }
+
+    /// Our Contact for dialog-creating responses (§12.1.1): where in-dialog requests such as
+    /// PRACK reach us, on the transport the request came on.
+    fn contact(&self, arrival: &Arrival) -> String {
+        let ip = if arrival.local.ip().is_unspecified() {
+            self.media.address
+        } else {
+            arrival.local.ip()
+        };
+        let host = self
+            .settings
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            });
+        let port = arrival.local.port();
+        match &arrival.transport {
+            ArrivalTransport::Udp(_) => format!("<sip:{host}:{port}>"),
+            ArrivalTransport::Stream {
+                kind: StreamLabel::Tcp,
+                ..
+            } => format!("<sip:{host}:{port};transport=tcp>"),
+            ArrivalTransport::Stream {
+                kind: StreamLabel::Tls,
+                ..
+            } => format!("<sips:{host}:{port}>"),
         }
     }
 
     fn reply_to(&self, reply: &ReplyHeaders, arrival: &Arrival) -> ReplyTo {
         match &arrival.transport {
-            ArrivalTransport::Tcp(sender) => ReplyTo::Tcp {
+            ArrivalTransport::Stream { sender, .. } => ReplyTo::Stream {
                 sender: sender.clone(),
             },
             ArrivalTransport::Udp(socket) => ReplyTo::Udp {
@@ -436,8 +582,8 @@ impl Edge {
         for (name, value) in extra {
             builder = builder.header(name, value);
         }
-        if !self.server_header.is_empty() {
-            builder = builder.header("Server", &self.server_header);
+        if !self.settings.server_header.is_empty() {
+            builder = builder.header("Server", &self.settings.server_header);
         }
         if let Some((content_type, body)) = body {
             builder = builder.body(content_type, body);
@@ -453,8 +599,15 @@ fn method_label(method: &Method) -> MethodLabel {
         Method::Cancel => MethodLabel::Cancel,
         Method::Options => MethodLabel::Options,
         Method::Bye => MethodLabel::Bye,
+        Method::Info => MethodLabel::Info,
+        Method::Prack => MethodLabel::Prack,
         _ => MethodLabel::Other,
     }
+}
+
+/// A `sips:` Request-URI that did not come over TLS.
+fn insecure_sips(req: &Request, arrival: &Arrival) -> bool {
+    matches!(&req.uri, Uri::Sip(sip) if sip.secure) && !arrival.secure()
 }
 
 /// §17.2.3 matching key.

@@ -88,6 +88,9 @@ pub struct ReplyHeaders {
     pub cseq: String,
     /// The To tag, when the To value parses and carries one.
     pub to_tag: Option<String>,
+    /// Headers every response to this request carries after CSeq (the edge sets them, e.g.
+    /// the media-security answer of `mediasec.rs`); empty from the parser.
+    pub echo: Vec<(&'static str, String)>,
 }
 
 impl fmt::Debug for ReplyHeaders {

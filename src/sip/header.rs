@@ -109,6 +109,9 @@ const LISTS: &[&str] = &[
     "Allow-Events",
     "P-Asserted-Identity",
     "Privacy",
+    "Security-Client",
+    "Security-Server",
+    "Security-Verify",
 ];
 
 /// The canonical spelling of a header name: compact forms expanded, known names in their

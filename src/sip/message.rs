@@ -280,6 +280,7 @@ fn reply_headers(h: &Headers) -> Option<ReplyHeaders> {
         call_id: first("Call-ID")?,
         cseq: first("CSeq")?,
         to_tag,
+        echo: Vec::new(),
     })
 }
 

@@ -1,9 +1,11 @@
 //! The SIP wire layer: framing (RFC 3261 §18.3, RFC 5626 §4.4.1), parsing (§7, §19, §20, §25,
 //! RFC 5118) and response building (§8.2.6). Sans-IO: bytes in, values out.
 
+pub mod body;
 mod error;
 pub mod framing;
 mod header;
+pub mod mediasec;
 mod message;
 mod name_addr;
 mod params;
@@ -29,8 +31,10 @@ pub use via::{Via, ViaParams};
 // The edge: transactions, UAS decisions and the transport shells around them.
 pub mod acl;
 pub mod edge;
+pub mod reliable;
 pub mod route;
 pub mod tcp;
+pub mod tls;
 pub mod transaction;
 pub mod uas;
 pub mod udp;

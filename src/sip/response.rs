@@ -81,6 +81,9 @@ impl ResponseBuilder<'_> {
         }
         line("Call-ID", &req.call_id);
         line("CSeq", &req.cseq);
+        for (n, v) in &req.echo {
+            line(n, &clean(v));
+        }
         for (n, v) in &self.extra {
             line(n, v);
         }
@@ -115,6 +118,7 @@ mod tests {
             call_id: "c1".into(),
             cseq: "1 INVITE".into(),
             to_tag: None,
+            echo: Vec::new(),
         }
     }
 

@@ -10,9 +10,12 @@ use crate::call::{E164, Normalizer};
 use crate::sip::{Method, Request, Uri};
 
 /// Methods this UAS implements; sent in Allow (§20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, INFO";
-/// Extensions we support: none beyond RFC 3261 yet, so any Require gets 420 (§8.2.2.3).
-pub const SUPPORTED: &str = "";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS, BYE, INFO, PRACK";
+/// Option tags we support (§20.37): reliable provisional responses (RFC 3262) and the media
+/// security agreement IMS trunks require (3GPP TS 24.229 Annex H, "mediasec"). Any other tag in
+/// Require gets 420 (§8.2.2.3).
+pub const SUPPORTED: &str = "100rel, mediasec";
+const SUPPORTED_TAGS: [&str; 2] = ["100rel", "mediasec"];
 
 /// One tracking number's route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +119,7 @@ pub fn reason(status: u16) -> &'static str {
         483 => "Too Many Hops",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        482 => "Loop Detected",
         500 => "Server Internal Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -130,7 +134,7 @@ pub fn decide(req: &Request, routing: &Routing) -> Decision {
     let method = &req.method;
     // §8.2.1: method inspection.
     match method {
-        Method::Invite | Method::Options | Method::Bye | Method::Info => {}
+        Method::Invite | Method::Options | Method::Bye | Method::Info | Method::Prack => {}
         Method::Extension(_) => {
             return Decision::reply_with(501, vec![("Allow", ALLOW.to_owned())]);
         }
@@ -140,14 +144,23 @@ pub fn decide(req: &Request, routing: &Routing) -> Decision {
     if let Uri::Other { .. } = &req.uri {
         return Decision::reply(416);
     }
-    // §8.2.2.3: Require lists extensions we do not support (we support none yet).
-    let unsupported: Vec<&str> = req.headers.get_all("Require");
+    // §8.2.2.3: Require lists extensions we do not support.
+    let unsupported: Vec<&str> = req
+        .headers
+        .get_all("Require")
+        .into_iter()
+        .filter(|tag| {
+            !SUPPORTED_TAGS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(tag.trim()))
+        })
+        .collect();
     if !unsupported.is_empty() {
         return Decision::reply_with(420, vec![("Unsupported", unsupported.join(", "))]);
     }
-    if *method == Method::Bye || *method == Method::Info {
-        // A redirect server never establishes a dialog; INFO during an announcement is taken
-        // by the edge before it asks here.
+    if matches!(method, Method::Bye | Method::Info | Method::Prack) {
+        // A redirect server never establishes a dialog; INFO and PRACK for a call in its
+        // announcement are taken by the edge before it asks here.
         return Decision::reply(481);
     }
     // §8.2.3: content processing. We understand SDP (for early media) and nothing else.
@@ -159,7 +172,8 @@ pub fn decide(req: &Request, routing: &Routing) -> Decision {
             200,
             vec![
                 ("Allow", ALLOW.to_owned()),
-                ("Accept", "application/sdp".to_owned()),
+                ("Accept", crate::sip::body::ACCEPTED.to_owned()),
+                ("Supported", SUPPORTED.to_owned()),
             ],
         );
     }
@@ -200,20 +214,14 @@ fn content_refusal(req: &Request) -> Option<Decision> {
             ],
         ));
     }
-    if req.body.is_empty() {
-        return None;
-    }
-    let content_type = headers
-        .get("Content-Type")
-        .map(media_type)
-        .unwrap_or_default();
-    if content_type != "application/sdp" {
-        return Some(Decision::reply_with(
+    match crate::sip::body::sdp(headers.get("Content-Type"), &req.body) {
+        Ok(_) => None,
+        Err(crate::sip::body::BodyError::Malformed) => Some(Decision::reply(400)),
+        Err(crate::sip::body::BodyError::Unsupported) => Some(Decision::reply_with(
             415,
-            vec![("Accept", "application/sdp".to_owned())],
-        ));
+            vec![("Accept", crate::sip::body::ACCEPTED.to_owned())],
+        )),
     }
-    None
 }
 
 fn media_type(value: &str) -> String {

@@ -21,6 +21,9 @@ pub async fn serve(
 ) {
     // One byte more than the limit tells an oversize datagram from one exactly at it.
     let mut buf = vec![0u8; max_size + 1];
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
     loop {
         let (len, source) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -33,7 +36,7 @@ pub async fn serve(
         let datagram = &buf[..len];
         let arrival = Arrival {
             source,
-            reliable: false,
+            local,
             transport: ArrivalTransport::Udp(socket.clone()),
         };
         if !acl.allows(source.ip()) {

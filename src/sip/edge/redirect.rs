@@ -4,8 +4,8 @@
 //! Durability rule: every event of the call is in the outbox before the final response (302,
 //! 487, 503) is sent.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -13,20 +13,27 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Arrival, Edge, lock};
+use super::{Arrival, Edge, ReliableProvisional, lock};
 use crate::call::disclosure::WithoutSdp;
 use crate::call::{CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Seconds};
 use crate::media::{self, LocalMedia, PlayOutcome};
 use crate::outbox;
+use crate::sip::reliable::{Due, Reliable};
 use crate::sip::transaction::Key;
 use crate::sip::uas::Route;
-use crate::sip::{ReplyHeaders, Request};
+use crate::sip::{ReplyHeaders, Request, Uri};
 
-/// A call whose announcement is playing: what CANCEL and INFO reach.
+/// A call whose announcement is playing: what CANCEL, INFO and PRACK reach.
 pub(super) struct Control {
     pub(super) cancel: CancellationToken,
     pub(super) objected: AtomicBool,
     pub(super) objection_digit: char,
+    /// Our To tag: in-dialog requests (PRACK) must carry it.
+    pub(super) to_tag: String,
+    /// Present when the 183 goes out reliably (RFC 3262).
+    pub(super) reliable: Option<Mutex<Reliable>>,
+    /// Set when a reliable 183 was never acknowledged; the call then ends with 500.
+    pub(super) prack_timed_out: AtomicBool,
 }
 
 /// How the flow ends.
@@ -37,6 +44,8 @@ enum Final {
     },
     /// The caller cancelled: 487 after the events.
     Terminated,
+    /// The carrier never acknowledged our reliable 183 (RFC 3262 §3): a 5xx after the events.
+    Unacknowledged,
 }
 
 /// Everything the flow needs from the INVITE, owned so the flow can run as its own task.
@@ -47,6 +56,8 @@ pub(super) struct Invite {
     pub(super) arrival: Arrival,
     pub(super) to_tag: String,
     pub(super) at: DateTime<Utc>,
+    /// The same moment on the monotonic clock, for the time-to-final histogram.
+    pub(super) arrived: tokio::time::Instant,
     /// Cancelled by a CANCEL for this INVITE (§9.2).
     pub(super) cancel: CancellationToken,
 }
@@ -60,6 +71,10 @@ impl Edge {
         let (status, headers) = match outcome {
             Final::Respond { status, headers } => (status, headers),
             Final::Terminated => (487, Vec::new()),
+            Final::Unacknowledged => {
+                self.metrics.prack_timeouts.inc();
+                (500, Vec::new())
+            }
         };
         if status == 302 {
             self.metrics.calls_redirected.inc();
@@ -74,15 +89,27 @@ impl Edge {
             None,
         );
         self.respond(&invite.key, status, bytes).await;
+        self.metrics.final_after(status, invite.arrived.elapsed());
+    }
+
+    /// The 302 Contact for `uri`. A SIPS request is redirected to a SIPS target (RFC 5630
+    /// §3.1.3): a configured `sip:` destination is upgraded; `tel:` has no secure form.
+    fn redirect_to(invite: &Invite, uri: &str) -> Final {
+        let secure = matches!(&invite.req.uri, Uri::Sip(sip) if sip.secure);
+        let target = match uri.strip_prefix("sip:") {
+            Some(rest) if secure => format!("sips:{rest}"),
+            _ => uri.to_owned(),
+        };
+        Final::Respond {
+            status: 302,
+            headers: vec![("Contact", format!("<{target}>"))],
+        }
     }
 
     async fn disclose_and_record(&self, invite: &Invite, route: &Route) -> Final {
         let identity = self.recorder.identify(&super::caller_input(&invite.req));
         let plan = route.plan.clone();
-        let redirect = |uri: &str| Final::Respond {
-            status: 302,
-            headers: vec![("Contact", format!("<{uri}>"))],
-        };
+        let redirect = |uri: &str| Self::redirect_to(invite, uri);
         if invite.cancel.is_cancelled() && plan.hook != Hook::EarlyMedia {
             // Cancelled before any notice or routing: the call ends here.
             let disclosure = if plan.hook == Hook::None {
@@ -132,10 +159,7 @@ impl Edge {
     ) -> Final {
         let plan = &route.plan;
         let cancel = invite.cancel.clone();
-        let redirect = Final::Respond {
-            status: 302,
-            headers: vec![("Contact", format!("<{}>", route.destination))],
-        };
+        let redirect = Self::redirect_to(invite, &route.destination);
         let Some(announcements) = plan.announcements.clone() else {
             return Final::Respond {
                 status: 500,
@@ -148,7 +172,11 @@ impl Edge {
             port,
             session_id: rand::random::<u32>().into(),
         };
-        let media = if invite.req.body.is_empty() {
+        // The UAS checks already refused bodies we cannot take; an error here is no offer.
+        let offer = crate::sip::body::sdp(invite.req.content_type(), &invite.req.body)
+            .ok()
+            .flatten();
+        let media = if offer.is_none() {
             None
         } else {
             match self.bind_media().await {
@@ -164,7 +192,8 @@ impl Edge {
         let negotiated = match media {
             None => None,
             Some((lease, socket)) => {
-                match media::negotiate(&invite.req.body, local(lease.port())) {
+                let offer = offer.as_deref().unwrap_or_default();
+                match media::negotiate(offer, local(lease.port())) {
                     Ok(answer) if answer.direction.sends() => Some((answer, lease, socket)),
                     Ok(_) => None,
                     Err(err) => {
@@ -202,22 +231,25 @@ impl Edge {
                 }
             };
         };
+        let reliable = self.wants_reliable(&invite.req).then(|| {
+            Mutex::new(Reliable::new(
+                self.settings.t1,
+                invite.req.cseq().seq,
+                Reliable::random_rseq(),
+            ))
+        });
         let control = Arc::new(Control {
             cancel: cancel.clone(),
             objected: AtomicBool::new(false),
             objection_digit: plan.objection_digit,
+            to_tag: invite.to_tag.clone(),
+            reliable,
+            prack_timed_out: AtomicBool::new(false),
         });
         lock(&self.calls).insert(invite.req.call_id().to_owned(), control.clone());
         let sdp = Bytes::from(answer.sdp.clone().into_bytes());
-        let progress = self.build(
-            &invite.reply,
-            &invite.arrival,
-            183,
-            &invite.to_tag,
-            &[("Allow", crate::sip::uas::ALLOW.to_owned())],
-            Some(("application/sdp", sdp)),
-        );
-        self.respond(&invite.key, 183, progress.clone()).await;
+        self.send_progress(invite, &control, Some(sdp.clone()))
+            .await;
         let country = match identity {
             CallerIdentity::Number(n) => Some(n.country_code()),
             CallerIdentity::Withheld => None,
@@ -232,9 +264,13 @@ impl Edge {
             plan.objection_digit,
             cancel,
         );
-        let outcome = self.play_with_refresh(play, &invite.key, progress).await;
+        let outcome = self.play_with_refresh(play, invite, &control, sdp).await;
         lock(&self.calls).remove(invite.req.call_id());
+        if let Some(reliable) = &control.reliable {
+            lock(reliable).finish();
+        }
         drop(lease);
+        self.metrics.announced(outcome.played);
 
         let objected = outcome.objected || control.objected.load(Ordering::Relaxed);
         let played = Seconds::from_duration(outcome.played);
@@ -250,8 +286,10 @@ impl Edge {
         } else {
             Disclosure::Partial
         };
-        if outcome.cancelled && !objected {
-            // The caller hung up during the announcement: no routing, the events say how far in.
+        let unacknowledged = control.prack_timed_out.load(Ordering::Relaxed);
+        if outcome.cancelled && (!objected || unacknowledged) {
+            // The caller hung up during the announcement (or the carrier never acknowledged our
+            // reliable 183): no routing, the events say how far in.
             let observed = self.observe(
                 invite,
                 identity,
@@ -272,7 +310,11 @@ impl Edge {
             if self.append(&events).await.is_ok() {
                 self.recorder.remember(&observed, identity, invite.at);
             }
-            return Final::Terminated;
+            return if unacknowledged {
+                Final::Unacknowledged
+            } else {
+                Final::Terminated
+            };
         }
         let consent = if objected {
             Consent::Objected
@@ -296,20 +338,104 @@ impl Edge {
         None
     }
 
-    /// Plays while resending the 183 every `refresh` (carriers' provisional timers).
+    /// Whether this INVITE's 183 goes out reliably (RFC 3262 §3).
+    fn wants_reliable(&self, req: &Request) -> bool {
+        let lists = |name| {
+            req.headers
+                .get_all(name)
+                .iter()
+                .any(|t| t.trim().eq_ignore_ascii_case("100rel"))
+        };
+        match self.settings.reliable_provisional {
+            ReliableProvisional::WhenSupported => lists("Require") || lists("Supported"),
+            ReliableProvisional::WhenRequired => lists("Require"),
+        }
+    }
+
+    /// Sends a 183 (with `sdp`, the answer, when given): reliably if the call uses RFC 3262,
+    /// and then only when no earlier reliable 183 is still unacknowledged (§3). It creates the
+    /// early dialog, so it carries our Contact and the request's Record-Route (§12.1.1).
+    async fn send_progress(&self, invite: &Invite, control: &Control, sdp: Option<Bytes>) {
+        let mut headers: Vec<(&'static str, String)> = invite
+            .req
+            .headers
+            .lines_of("Record-Route")
+            .map(|rr| ("Record-Route", rr.to_owned()))
+            .collect();
+        headers.push(("Contact", self.contact(&invite.arrival)));
+        headers.push(("Allow", crate::sip::uas::ALLOW.to_owned()));
+        headers.push(("Supported", crate::sip::uas::SUPPORTED.to_owned()));
+        let rseq = match &control.reliable {
+            Some(reliable) => {
+                let r = lock(reliable);
+                if !r.can_send() {
+                    return;
+                }
+                Some(r.next_rseq())
+            }
+            None => None,
+        };
+        if let Some(rseq) = rseq {
+            headers.push(("Require", "100rel".to_owned()));
+            headers.push(("RSeq", rseq.to_string()));
+        }
+        let body = sdp.map(|sdp| ("application/sdp", sdp));
+        let bytes = self.build(
+            &invite.reply,
+            &invite.arrival,
+            183,
+            &invite.to_tag,
+            &headers,
+            body,
+        );
+        if let Some(reliable) = &control.reliable {
+            lock(reliable).sent(bytes.clone(), tokio::time::Instant::now());
+        }
+        self.respond(&invite.key, 183, bytes).await;
+    }
+
+    /// Plays while resending the 183 every `refresh` (carriers' provisional timers) and, for
+    /// a reliable 183, retransmitting it until PRACK (T1 doubling) or giving up after 64×T1.
     async fn play_with_refresh(
         &self,
         play: impl Future<Output = PlayOutcome>,
-        key: &Key,
-        progress: Bytes,
+        invite: &Invite,
+        control: &Control,
+        sdp: Bytes,
     ) -> PlayOutcome {
         tokio::pin!(play);
         let start = tokio::time::Instant::now() + self.media.refresh;
         let mut refresh = tokio::time::interval_at(start, self.media.refresh);
         loop {
+            let due = control
+                .reliable
+                .as_ref()
+                .and_then(|r| lock(r).next_deadline());
             tokio::select! {
                 outcome = &mut play => return outcome,
-                _ = refresh.tick() => self.respond(key, 183, progress.clone()).await,
+                _ = refresh.tick() => {
+                    // A reliable refresh repeats no SDP: a second answer would be a new offer
+                    // (RFC 6337 §3.1); unreliable ones repeat the answer as before.
+                    let body = control.reliable.is_none().then(|| sdp.clone());
+                    self.send_progress(invite, control, body).await;
+                }
+                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)),
+                    if due.is_some() =>
+                {
+                    let Some(reliable) = &control.reliable else { continue };
+                    let step = lock(reliable).poll(tokio::time::Instant::now());
+                    match step {
+                        Due::Retransmit(bytes) => {
+                            self.metrics.reliable_provisionals_retransmitted.inc();
+                            self.respond(&invite.key, 183, bytes).await;
+                        }
+                        Due::TimedOut => {
+                            control.prack_timed_out.store(true, Ordering::Relaxed);
+                            control.cancel.cancel();
+                        }
+                        Due::Idle => {}
+                    }
+                }
             }
         }
     }
@@ -374,7 +500,7 @@ impl Edge {
         let lines: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         match self.outbox.append_batch(&lines).await {
             Ok(_) => {
-                self.metrics.events_written.add(lines.len() as u64);
+                self.metrics.events_written.inc_by(lines.len() as u64);
                 Ok(())
             }
             Err(outbox::Error::Full) => {

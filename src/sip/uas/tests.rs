@@ -97,11 +97,11 @@ fn methods_outside_our_set_get_405_or_501_with_allow() {
 }
 
 #[test]
-fn require_gets_420_listing_the_extensions() {
+fn require_gets_420_listing_only_the_extensions_we_lack() {
     let d = decide(
         &request(
             "INVITE sip:+493055501000@x SIP/2.0",
-            "Require: 100rel, foo\r\n",
+            "Require: 100rel, foo\r\nRequire: bar\r\n",
             "",
         ),
         &routing(),
@@ -110,9 +110,47 @@ fn require_gets_420_listing_the_extensions() {
         d,
         Decision::Reply {
             status: 420,
-            headers: vec![("Unsupported", "100rel, foo".into())]
+            headers: vec![("Unsupported", "foo, bar".into())]
         }
     );
+    // RFC 3262 and the IMS media-security agreement are supported.
+    let d = decide(
+        &request(
+            "INVITE sip:+493055501000@x SIP/2.0",
+            "Require: 100rel\r\nRequire: MediaSec\r\n",
+            "",
+        ),
+        &routing(),
+    );
+    assert_eq!(status(&d), 302);
+}
+
+#[test]
+fn a_prack_without_a_call_is_481() {
+    assert_eq!(
+        status(&decide(
+            &request("PRACK sip:x@192.0.2.9 SIP/2.0", "RAck: 1 1 INVITE\r\n", ""),
+            &routing()
+        )),
+        481
+    );
+}
+
+#[test]
+fn a_sip_i_multipart_offer_is_taken_and_a_broken_one_is_400() {
+    let body = "--b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n\r\n--b\r\nContent-Type: application/isup;version=itu-t92+\r\nContent-Disposition: signal;handling=required\r\n\r\n\x01\x02\r\n--b--\r\n";
+    let r = request(
+        "INVITE sip:+493055501000@x SIP/2.0",
+        "Content-Type: multipart/mixed;boundary=b\r\n",
+        body,
+    );
+    assert_eq!(status(&decide(&r, &routing())), 302);
+    let r = request(
+        "INVITE sip:+493055501000@x SIP/2.0",
+        "Content-Type: multipart/mixed\r\n",
+        body,
+    );
+    assert_eq!(status(&decide(&r, &routing())), 400);
 }
 
 #[test]

@@ -1,12 +1,17 @@
-//! Wires a validated config into running modules: keys, outbox, SIP edge and its transports, the
-//! timer loop, systemd notification, and an orderly shutdown on SIGTERM/SIGINT.
+//! Wires a validated config into running modules: keys, outbox, SIP edge and its transports
+//! (UDP, TCP, TLS), the metrics registry, the control socket, the timer loop, systemd
+//! notification, and an orderly shutdown on SIGTERM/SIGINT.
+
+mod status;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -20,11 +25,12 @@ use crate::cdr::service::Ingestor;
 use crate::config::{self, Config, Transport};
 use crate::media::PortPool;
 use crate::media::announcements::Announcements;
+use crate::ops::control::Control;
 use crate::ops::{self, Metrics};
 use crate::outbox::{self, Outbox};
 use crate::sink::Forwarder;
-use crate::sip::edge::Edge;
-use crate::sip::edge::MediaSettings;
+use crate::sip::edge::{Edge, EdgeSettings, MediaSettings};
+use crate::sip::tls::{Acceptor, TlsError};
 use crate::sip::transaction::{Timers, Transactions};
 use crate::sip::uas::{Route, Routing};
 use crate::sip::{self, Acl};
@@ -54,6 +60,10 @@ pub enum StartError {
         transport: &'static str,
         source: std::io::Error,
     },
+    #[error("sip.tls.{0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Control(#[from] ops::control::ControlError),
 }
 
 /// Everything the daemon opened, ready to serve.
@@ -65,8 +75,14 @@ pub struct Daemon {
     recorder: Arc<Recorder>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    acceptor: Option<Arc<Acceptor>>,
     http: Option<TcpListener>,
-    metrics: Arc<Metrics>,
+    control: Option<Control>,
+    /// Built (and its counters registered) at open; runs in `serve`.
+    forwarder: Option<Forwarder>,
+    registry: Arc<Registry>,
+    started: std::time::Instant,
     config: Config,
 }
 
@@ -276,21 +292,43 @@ impl Daemon {
         let outbox = open_outbox(&config)?;
         let routing = routing(&config)?;
         let correlator = correlator(&config);
-        let metrics = Arc::new(Metrics::default());
+        let mut registry = ops::metrics::registry();
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        outbox::Stats::register(&outbox, &mut registry);
         let recorder = Arc::new(recorder(keyring, &config)?.with_correlator(correlator.clone()));
         let ingestor = Arc::new(ingestor(&config, recorder.clone(), outbox.clone())?);
+        ingestor.counts.register(&mut registry);
+        let forwarder = match &config.kafka {
+            Some(kafka) => match Forwarder::new(outbox.clone(), kafka) {
+                Ok(forwarder) => {
+                    forwarder.stats().register(&mut registry);
+                    Some(forwarder)
+                }
+                Err(err) => {
+                    warn!(error = %err, "Kafka forwarder not started; events stay in the outbox.");
+                    None
+                }
+            },
+            None => None,
+        };
         let timers = Timers {
             t1: Duration::from_millis(config.sip.timers.t1_ms),
             t2: Duration::from_millis(config.sip.timers.t2_ms),
             t4: Duration::from_millis(config.sip.timers.t4_ms),
+        };
+        let settings = EdgeSettings {
+            server_header: config.sip.server_header.clone(),
+            advertise_host: config.sip.advertise_host.clone(),
+            reliable_provisional: config.sip.reliable_provisional,
+            t1: timers.t1,
         };
         let edge = Arc::new(Edge::new(
             Transactions::new(timers, config.sip.max_transactions),
             routing,
             recorder.clone(),
             outbox.clone(),
-            metrics.clone(),
-            config.sip.server_header.clone(),
+            metrics,
+            settings,
             MediaSettings {
                 address: config.media.address,
                 ports: PortPool::new(config.media.port_min..=config.media.port_max)
@@ -299,6 +337,23 @@ impl Daemon {
             },
         ));
         let (udp, tcp) = bind_all(&config).await?;
+        let (tls, acceptor) = match &config.sip.tls {
+            Some(settings) => {
+                let acceptor = Arc::new(Acceptor::new(settings)?);
+                let mut listeners = Vec::new();
+                for &addr in &settings.listen {
+                    listeners.push(TcpListener::bind(addr).await.map_err(|source| {
+                        StartError::Bind {
+                            addr,
+                            transport: "tls",
+                            source,
+                        }
+                    })?);
+                }
+                (listeners, Some(acceptor))
+            }
+            None => (Vec::new(), None),
+        };
         let http = match config.ops.metrics_listen {
             Some(addr) => {
                 Some(
@@ -313,6 +368,9 @@ impl Daemon {
             }
             None => None,
         };
+        let control = Some(Control::bind(
+            &config.state_path(&config.ops.control_socket),
+        )?);
         Ok(Self {
             edge,
             outbox,
@@ -321,8 +379,13 @@ impl Daemon {
             recorder,
             udp,
             tcp,
+            tls,
+            acceptor,
             http,
-            metrics,
+            control,
+            forwarder,
+            registry: Arc::new(registry),
+            started: std::time::Instant::now(),
             config,
         })
     }
@@ -345,12 +408,42 @@ impl Daemon {
             .collect()
     }
 
-    /// Serves until `shutdown` is cancelled, then stops taking calls and makes the outbox durable.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    pub fn control_path(&self) -> Option<&Path> {
+        self.control.as_ref().map(Control::path)
+    }
+
+    fn listeners(&self) -> Vec<ops::status::Listener> {
+        let listener = |transport: &str, addr: SocketAddr| ops::status::Listener {
+            transport: transport.to_owned(),
+            address: addr.to_string(),
+        };
+        let mut out: Vec<_> = self
+            .udp_addrs()
+            .into_iter()
+            .map(|a| listener("udp", a))
+            .collect();
+        out.extend(self.tcp_addrs().into_iter().map(|a| listener("tcp", a)));
+        out.extend(self.tls_addrs().into_iter().map(|a| listener("tls", a)));
+        out.extend(self.metrics_addr().map(|a| listener("http", a)));
+        out
+    }
+
     /// Applies a reloaded config's number pool, campaigns (destinations, disclosure plans,
-    /// announcements, minimization) to new calls. Other sections need a restart.
+    /// announcements, minimization) to new calls, and its TLS certificates to new connections.
+    /// Other sections need a restart.
     fn reload(&self, config: &Config) -> Result<(), StartError> {
         let routing = routing(config)?;
         let pool = pool_map(config)?;
+        if let (Some(acceptor), Some(settings)) = (&self.acceptor, &config.sip.tls) {
+            acceptor.reload(settings)?;
+        }
         self.edge.set_routing(routing);
         self.recorder.set_policies(policies(config));
         self.ingestor.completer().set_pool(pool);
@@ -378,27 +471,52 @@ impl Daemon {
                 shutdown.clone(),
             ));
         }
-        for listener in std::mem::take(&mut self.tcp) {
-            let options = sip::tcp::TcpOptions {
-                max_size: max,
-                max_connections: self.config.sip.max_connections,
-                idle: Duration::from_secs(self.config.sip.tcp_idle_seconds),
-            };
+        let options = Arc::new(sip::tcp::TcpOptions {
+            max_size: max,
+            max_connections: self.config.sip.max_connections,
+            idle: Duration::from_secs(self.config.sip.tcp_idle_seconds),
+        });
+        let streams = std::mem::take(&mut self.tcp)
+            .into_iter()
+            .map(|l| (l, None))
+            .chain(
+                std::mem::take(&mut self.tls)
+                    .into_iter()
+                    .map(|l| (l, self.acceptor.clone())),
+            );
+        for (listener, tls) in streams {
             tasks.spawn(sip::tcp::serve(
                 listener,
                 self.edge.clone(),
                 acl.clone(),
-                options,
+                options.clone(),
+                tls,
                 shutdown.clone(),
             ));
         }
         tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
         if let Some(listener) = self.http.take() {
-            tasks.spawn(ops::http::serve(
-                listener,
-                self.metrics.clone(),
-                shutdown.clone(),
-            ));
+            let registry = self.registry.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(err) = ops::http::serve(listener, registry, stop).await {
+                    warn!(error = %err, "Metrics endpoint stopped.");
+                }
+            });
+        }
+        let forwarder_running = Arc::new(AtomicBool::new(false));
+        let forwarder_stats = self.forwarder.as_ref().map(Forwarder::stats);
+        if let Some(control) = self.control.take() {
+            let handler = Arc::new(status::Source {
+                started: self.started,
+                edge: self.edge.clone(),
+                outbox: self.outbox.clone(),
+                recorder: self.recorder.clone(),
+                forwarder: forwarder_stats.map(|stats| (stats, forwarder_running.clone())),
+                listeners: self.listeners(),
+                feeds: self.config.cdr.feeds.clone(),
+            });
+            tasks.spawn(control.serve(handler, shutdown.clone()));
         }
         tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
         tasks.spawn(housekeeping_loop(
@@ -419,27 +537,25 @@ impl Daemon {
         // age alone decides. The forwarder stops last, after the SIP edge, so every event
         // recorded before shutdown is handed to Kafka (bounded by its flush timeout).
         let stop_forwarder = CancellationToken::new();
-        let forwarder = match &self.config.kafka {
-            Some(kafka) => match Forwarder::new(self.outbox.clone(), kafka) {
-                Ok(forwarder) => {
-                    tokio::spawn(mirror_kafka_stats(
-                        forwarder.stats(),
-                        self.metrics.clone(),
-                        stop_forwarder.clone(),
-                    ));
-                    Some(tokio::spawn(forwarder.run(stop_forwarder.clone())))
-                }
-                Err(err) => {
-                    warn!(error = %err, "Kafka forwarder not started; events stay in the outbox.");
-                    None
-                }
-            },
+        let forwarder = match self.forwarder.take() {
+            Some(forwarder) => {
+                let running = forwarder_running.clone();
+                let stop = stop_forwarder.clone();
+                running.store(true, Ordering::Relaxed);
+                Some(tokio::spawn(async move {
+                    let result = forwarder.run(stop).await;
+                    running.store(false, Ordering::Relaxed);
+                    result
+                }))
+            }
             None => {
-                tasks.spawn(retention_loop(
-                    self.outbox.clone(),
-                    self.config.outbox.retention_hours,
-                    shutdown.clone(),
-                ));
+                if self.config.kafka.is_none() {
+                    tasks.spawn(retention_loop(
+                        self.outbox.clone(),
+                        self.config.outbox.retention_hours,
+                        shutdown.clone(),
+                    ));
+                }
                 None
             }
         };
@@ -602,25 +718,6 @@ async fn housekeeping_loop(
                     ingestor.purge(quarantine_days);
                 })
                 .await;
-            }
-        }
-    }
-}
-
-/// Copies the forwarder's counters into the process metrics once a second.
-async fn mirror_kafka_stats(
-    stats: Arc<crate::sink::Stats>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {
-                metrics.kafka_acked.set_max(stats.acked());
-                metrics.kafka_delivery_errors.set_max(stats.delivery_errors());
-                metrics.kafka_backlog.set(stats.backlog());
             }
         }
     }

@@ -1,0 +1,99 @@
+//! The running daemon's answer to `calltrackd status`: a snapshot gathered from the components
+//! at the moment of the request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::call::Recorder;
+use crate::cdr::Feed;
+use crate::ops::control::Handler;
+use crate::ops::metrics::StreamLabel;
+use crate::ops::status::{
+    Calls, FeedStatus, ForwarderState, ForwarderStatus, Listener, OutboxStatus, Status,
+};
+use crate::outbox::Outbox;
+use crate::sink::Stats;
+use crate::sip::edge::Edge;
+
+pub(super) struct Source {
+    pub started: std::time::Instant,
+    pub edge: Arc<Edge>,
+    pub outbox: Outbox,
+    pub recorder: Arc<Recorder>,
+    /// The forwarder's counters and whether its task runs; `None` without `[kafka]`.
+    pub forwarder: Option<(Arc<Stats>, Arc<AtomicBool>)>,
+    pub listeners: Vec<Listener>,
+    pub feeds: Vec<Feed>,
+}
+
+impl Handler for Source {
+    fn status(&self) -> Status {
+        let usage = self.outbox.usage().ok();
+        let metrics = self.edge.metrics();
+        let (forwarder, depth, lag_seconds) = match &self.forwarder {
+            None => (
+                ForwarderStatus {
+                    state: ForwarderState::Off,
+                    acked: 0,
+                    delivery_errors: 0,
+                    resends: 0,
+                },
+                0,
+                0,
+            ),
+            Some((stats, running)) => {
+                let backlog = stats.backlog();
+                let lag = match stats.last_ack_unix() {
+                    _ if backlog == 0 => 0,
+                    Some(at) => u64::try_from(chrono::Utc::now().timestamp() - at).unwrap_or(0),
+                    None => self.started.elapsed().as_secs(),
+                };
+                (
+                    ForwarderStatus {
+                        state: if running.load(Ordering::Relaxed) {
+                            ForwarderState::Running
+                        } else {
+                            ForwarderState::Stopped
+                        },
+                        acked: stats.acked(),
+                        delivery_errors: stats.delivery_errors(),
+                        resends: stats.resends(),
+                    },
+                    backlog,
+                    lag,
+                )
+            }
+        };
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            listeners: self.listeners.clone(),
+            calls: Calls {
+                in_flight: self.edge.calls_in_flight(),
+                announcing: self.edge.calls_announcing(),
+                transactions: self.edge.transactions(),
+                tcp_connections: metrics.connections(StreamLabel::Tcp).get(),
+                tls_connections: metrics.connections(StreamLabel::Tls).get(),
+            },
+            outbox: OutboxStatus {
+                end: usage.map_or(0, |u| u.end.0),
+                bytes: usage.map_or(0, |u| u.bytes),
+                max_bytes: usage.map_or(0, |u| u.max_bytes),
+                poisoned: usage.is_none_or(|u| u.poisoned),
+                depth,
+                lag_seconds,
+            },
+            forwarder,
+            feeds: self
+                .feeds
+                .iter()
+                .map(|f| FeedStatus {
+                    name: f.name.clone(),
+                    format: f.format.clone(),
+                    spool_dir: f.spool_dir.display().to_string(),
+                })
+                .collect(),
+            key_id: self.recorder.keyring().key_id(chrono::Utc::now()),
+        }
+    }
+}
