@@ -457,6 +457,8 @@ impl Daemon {
         shutdown: CancellationToken,
         mut reloads: tokio::sync::mpsc::Receiver<Config>,
     ) {
+        // Before the listeners are handed to their tasks.
+        let listeners = self.listeners();
         let mut tasks = JoinSet::new();
         let acl = Arc::new(Acl::new(self.config.sip.acl.allow.clone()));
         let reject = self.config.sip.acl.on_deny == config::DenyAction::Reject;
@@ -513,7 +515,7 @@ impl Daemon {
                 outbox: self.outbox.clone(),
                 recorder: self.recorder.clone(),
                 forwarder: forwarder_stats.map(|stats| (stats, forwarder_running.clone())),
-                listeners: self.listeners(),
+                listeners,
                 feeds: self.config.cdr.feeds.clone(),
             });
             tasks.spawn(control.serve(handler, shutdown.clone()));

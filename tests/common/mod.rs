@@ -194,6 +194,34 @@ impl Daemon {
         self.addr.port()
     }
 
+    /// A field of the "Listening." log line (`tcp`, `tls`, `metrics`, `control`).
+    pub fn listening(&self, field: &str) -> Option<String> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("Listening."))?;
+        let value = line.split(&format!(" {field}=")).nth(1)?;
+        let value = value.split_whitespace().next()?.trim_matches('"');
+        let first = value.split(',').next()?;
+        (!first.is_empty() && first != "off").then(|| first.to_owned())
+    }
+
+    /// The first TLS listener (needs `[sip.tls]`).
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.listening("tls")
+            .and_then(|a| a.parse().ok())
+            .expect("a TLS listener")
+    }
+
+    /// `calltrackd status` (with `--json` when asked) against this daemon.
+    pub fn status(&self, json: bool) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_calltrackd"));
+        cmd.args(["status", "--config"])
+            .arg(self.dir.path().join("calltrackd.toml"));
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().expect("run calltrackd status")
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("var")
     }
@@ -201,15 +229,9 @@ impl Daemon {
     /// GET a path from the daemon's metrics endpoint (needs `[ops] metrics_listen`).
     pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read as _, Write as _};
-        let log = self.log();
-        let addr = log
-            .lines()
-            .find(|l| l.contains("Listening."))
-            .and_then(|l| l.split("metrics=").nth(1))
-            .and_then(|s| s.split_whitespace().next())
-            .filter(|s| *s != "off")
-            .expect("metrics endpoint configured")
-            .to_owned();
+        let addr = self
+            .listening("metrics")
+            .expect("metrics endpoint configured");
         let mut stream = std::net::TcpStream::connect(addr).expect("connect metrics");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -408,4 +430,5 @@ pub fn sipp_from(
         .expect("sipp must be installed (Debian package sip-tester)")
 }
 pub mod tansu;
+pub mod tls;
 pub mod uac;

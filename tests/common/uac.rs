@@ -103,12 +103,17 @@ impl Uac {
 
     /// Sends the INVITE with an SDP offer listing `payload_types` (e.g. "0 8 101").
     pub fn invite(&self, payload_types: &str) {
+        self.invite_with(payload_types, "");
+    }
+
+    /// Like `invite`, with extra header lines (each ending in CRLF).
+    pub fn invite_with(&self, payload_types: &str, extra_headers: &str) {
         let sdp = format!(
             "v=0\r\no=uac 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {payload_types}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n",
             self.media_port()
         );
         let msg = format!(
-            "INVITE sip:{}@127.0.0.1 SIP/2.0\r\n{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            "INVITE sip:{}@127.0.0.1 SIP/2.0\r\n{}{extra_headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             self.number,
             self.headers("INVITE", 1, &self.branch, &self.plain_to()),
             sdp.len()
@@ -139,6 +144,22 @@ impl Uac {
             "ACK sip:{}@127.0.0.1 SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
             self.number,
             self.headers("ACK", 1, &self.branch, &to)
+        );
+        self.sip.send_to(msg.as_bytes(), self.daemon).expect("send");
+    }
+
+    /// PRACK for the reliable provisional numbered `rseq` (RFC 3262 §7.2), in the early dialog.
+    pub fn prack(&self, rseq: u32, cseq: u32) {
+        let to = self
+            .to
+            .lock()
+            .expect("lock")
+            .clone()
+            .unwrap_or_else(|| self.plain_to());
+        let msg = format!(
+            "PRACK sip:{}@127.0.0.1 SIP/2.0\r\n{}RAck: {rseq} 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            self.number,
+            self.headers("PRACK", cseq, &format!("{}-prack{cseq}", self.branch), &to)
         );
         self.sip.send_to(msg.as_bytes(), self.daemon).expect("send");
     }
