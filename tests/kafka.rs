@@ -112,6 +112,59 @@ fn every_call_event_reaches_kafka_once_with_its_headers() {
         );
         assert_eq!(e["campaign_id"], POOL_CAMPAIGN);
         assert!(!String::from_utf8_lossy(&m.payload).contains(CALLER_DIGITS));
+        assert_cloudevents(m, &e);
+    }
+}
+
+/// CloudEvents binary mode: the attributes as `ce_` headers, all from the event itself.
+fn assert_cloudevents(m: &Msg, e: &serde_json::Value) {
+    let text = |name: &str| String::from_utf8(m.header(name).unwrap().to_vec()).unwrap();
+    assert_eq!(text("ce_specversion"), "1.0");
+    assert_eq!(text("ce_id"), e["event_id"].as_str().unwrap());
+    assert_eq!(text("ce_type"), e["event_type"].as_str().unwrap());
+    assert_eq!(text("ce_time"), e["occurred_at"].as_str().unwrap());
+    assert_eq!(text("ce_source"), "urn:calltrackd");
+    assert_eq!(text("content-type"), "application/json");
+}
+
+#[test]
+fn schema_registry_framing_and_cloudevents_headers_reach_a_consumer() {
+    let t = broker();
+    let registry = common::registry::Registry::start();
+    let config = format!(
+        "{}[kafka.schema_registry]\nurl = \"{}\"\n",
+        kafka_config(&t),
+        registry.url()
+    );
+    let daemon = Daemon::start(&config);
+    place_calls(&daemon, POOL_NUMBER, 3, 10, "3 calls");
+    let outbox = daemon.wait_events(9);
+    let msgs = consume(&t.bootstrap(), TOPIC, 9, Duration::from_secs(60));
+    assert_eq!(msgs.len(), 9);
+    let registered = registry.registered.lock().unwrap().clone();
+    assert_eq!(registered[0].subject, "call-events-value");
+    assert_eq!(registered[0].body["schemaType"], "JSON");
+    // The consumer's side: magic byte, schema id, then the JSON the schema (fetched by id)
+    // accepts.
+    let schema = registry
+        .schema(common::registry::SCHEMA_ID)
+        .expect("schema by id");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let by_id: HashMap<&str, &serde_json::Value> = outbox
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap(), e))
+        .collect();
+    for m in &msgs {
+        assert_eq!(m.payload[0], 0, "magic byte");
+        let id = u32::from_be_bytes(m.payload[1..5].try_into().unwrap());
+        assert_eq!(id, common::registry::SCHEMA_ID);
+        let event: serde_json::Value = serde_json::from_slice(&m.payload[5..]).unwrap();
+        assert!(validator.is_valid(&event), "{event}");
+        assert_eq!(
+            &&event,
+            by_id.get(event["event_id"].as_str().unwrap()).unwrap()
+        );
+        assert_cloudevents(m, &event);
     }
 }
 

@@ -73,6 +73,17 @@ pub struct Kafka {
     /// seconds.
     #[serde(default = "default_warn_interval")]
     pub backlog_warn_interval_seconds: u64,
+    /// CloudEvents binary-mode headers (`ce_specversion`, `ce_id`, `ce_source`, `ce_type`,
+    /// `ce_time`, `content-type`) beside `event-type`, `schema-version` and `key-id`; all taken
+    /// from the event's own fields, nothing personal.
+    #[serde(default = "default_true")]
+    pub cloudevents: bool,
+    /// `ce_source` of every event: a URI-reference naming this deployment (not a host's address).
+    #[serde(default = "default_cloudevents_source")]
+    pub cloudevents_source: String,
+    /// Confluent Schema Registry framing of the payload; absent sends plain JSON lines.
+    #[serde(default)]
+    pub schema_registry: Option<super::SchemaRegistry>,
 }
 
 /// `[kafka.security]`: how the connection is protected and authenticated.
@@ -149,6 +160,8 @@ pub enum ConfigError {
     Refused(String),
     #[error("kafka.properties: {0:?} has a value that breaks ordered, acknowledged delivery")]
     Weakening(String),
+    #[error("{0}")]
+    Registry(String),
 }
 
 fn default_topic() -> String {
@@ -169,6 +182,12 @@ fn default_retention_hours() -> u64 {
 fn default_warn_interval() -> u64 {
     60
 }
+fn default_true() -> bool {
+    true
+}
+fn default_cloudevents_source() -> String {
+    "urn:calltrackd".to_owned()
+}
 
 impl Kafka {
     /// A config with every default and the given brokers (for tests and the example file).
@@ -183,6 +202,9 @@ impl Kafka {
             flush_timeout_ms: default_flush_timeout_ms(),
             retention_hours_after_delivery: default_retention_hours(),
             backlog_warn_interval_seconds: default_warn_interval(),
+            cloudevents: true,
+            cloudevents_source: default_cloudevents_source(),
+            schema_registry: None,
         }
     }
 
@@ -220,6 +242,14 @@ impl Kafka {
         }
         for (key, value) in &self.properties {
             check_property(key, value)?;
+        }
+        if self.cloudevents && self.cloudevents_source.trim().is_empty() {
+            return Err(ConfigError::Empty("cloudevents_source"));
+        }
+        if let Some(registry) = &self.schema_registry {
+            registry
+                .validate()
+                .map_err(|e| ConfigError::Registry(e.to_string()))?;
         }
         Ok(())
     }

@@ -37,6 +37,8 @@ pub struct Forwarder {
     kafka: Kafka,
     stats: Arc<Stats>,
     producer: Producer,
+    /// The Schema Registry id payloads are framed with, once known.
+    schema_id: Option<u32>,
 }
 
 /// What a finished `run` did, for the shutdown log and tests.
@@ -102,6 +104,7 @@ impl Forwarder {
             kafka: kafka.clone(),
             stats,
             producer,
+            schema_id: None,
         })
     }
 
@@ -132,9 +135,12 @@ impl Forwarder {
         };
         let before = Totals::of(&self.stats);
         let mut flight = FuturesUnordered::new();
-        let pumped = self
-            .pump(&mut reader, &mut run, &mut flight, &shutdown)
-            .await;
+        let pumped = if self.resolve_schema(&shutdown).await {
+            self.pump(&mut reader, &mut run, &mut flight, &shutdown)
+                .await
+        } else {
+            Ok(())
+        };
         let flushed = self.drain(&mut run, &mut flight).await;
         let committed = self.commit(&mut reader, &mut run).await;
         let producer = self.producer;
@@ -154,6 +160,36 @@ impl Forwarder {
             backlog: self.stats.backlog(),
             flushed: flushed && run.win.in_flight() == 0,
         })
+    }
+
+    /// With Schema Registry framing, the schema id before anything is sent (every record of a
+    /// topic is framed alike). The registry being unreachable is retried with backoff while
+    /// events wait in the outbox; `false` when shutdown came first.
+    async fn resolve_schema(&mut self, shutdown: &CancellationToken) -> bool {
+        let Some(registry) = self.kafka.schema_registry.clone() else {
+            return true;
+        };
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let (r, topic) = (registry.clone(), self.kafka.topic.clone());
+            match tokio::task::spawn_blocking(move || r.schema_id(&topic)).await {
+                Ok(Ok(id)) => {
+                    tracing::info!(schema_id = id, "Schema registered; payloads are framed.");
+                    self.schema_id = Some(id);
+                    return true;
+                }
+                Ok(Err(err)) => {
+                    self.stats.count_registry_error();
+                    tracing::warn!(error = %err, "Schema registry not reached; events wait in the outbox.");
+                }
+                Err(_) => self.stats.count_registry_error(),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
     }
 
     /// The main loop; returns on shutdown (Ok) or an outbox failure.
@@ -226,7 +262,15 @@ impl Forwarder {
     ) {
         while let Some(next) = run.win.next() {
             let pos = next.rec.position;
-            match producer::send(&self.producer, &self.kafka.topic, next.rec, &self.stats) {
+            let shape = producer::Shape {
+                topic: &self.kafka.topic,
+                cloudevents_source: self
+                    .kafka
+                    .cloudevents
+                    .then_some(self.kafka.cloudevents_source.as_str()),
+                schema_id: self.schema_id,
+            };
+            match producer::send(&self.producer, &shape, next.rec, &self.stats) {
                 Ok(fut) => {
                     self.stats.count_published(next.resend);
                     run.win.sent();

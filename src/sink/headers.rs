@@ -24,7 +24,20 @@ pub struct Meta<'a> {
     pub schema_version: Option<String>,
     #[serde(default, borrow, deserialize_with = "text")]
     pub key_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub event_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub occurred_at: Option<Cow<'a, str>>,
 }
+
+/// CloudEvents 1.0 Kafka protocol binding, binary content mode: attributes as `ce_` headers,
+/// the event (our JSON line) as the value.
+pub const CE_SPECVERSION: &str = "ce_specversion";
+pub const CE_ID: &str = "ce_id";
+pub const CE_SOURCE: &str = "ce_source";
+pub const CE_TYPE: &str = "ce_type";
+pub const CE_TIME: &str = "ce_time";
+pub const CONTENT_TYPE: &str = "content-type";
 
 /// A string borrowed from the line when it has no escapes (serde's own `Option<Cow>` always
 /// copies); saves allocations on the hot path.
@@ -85,6 +98,28 @@ impl<'a> Meta<'a> {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
     }
+
+    /// The CloudEvents headers for this event with `source`; `None` when the line lacks the
+    /// required `event_id` or `event_type` (then only our own headers go out).
+    pub fn cloudevents<'s>(
+        &'s self,
+        source: &'s str,
+    ) -> Option<impl Iterator<Item = (&'static str, &'s str)>> {
+        let id = self.event_id.as_deref()?;
+        let kind = self.event_type.as_deref()?;
+        let time = self.occurred_at.as_deref().map(|t| (CE_TIME, t));
+        Some(
+            [
+                (CE_SPECVERSION, "1.0"),
+                (CE_ID, id),
+                (CE_SOURCE, source),
+                (CE_TYPE, kind),
+                (CONTENT_TYPE, "application/json"),
+            ]
+            .into_iter()
+            .chain(time),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +141,30 @@ mod tests {
                 ("schema-version", "3"),
                 ("key-id", "k7")
             ]
+        );
+    }
+
+    #[test]
+    fn cloudevents_headers_come_from_the_event_fields() {
+        let line = br#"{"event_id":"0190a","event_type":"call.offered","occurred_at":"2026-12-01T10:00:00.000Z","schema_version":1}"#;
+        let m = Meta::parse(line).unwrap();
+        let h: Vec<_> = m.cloudevents("urn:calltrackd").unwrap().collect();
+        assert_eq!(
+            h,
+            [
+                ("ce_specversion", "1.0"),
+                ("ce_id", "0190a"),
+                ("ce_source", "urn:calltrackd"),
+                ("ce_type", "call.offered"),
+                ("content-type", "application/json"),
+                ("ce_time", "2026-12-01T10:00:00.000Z"),
+            ]
+        );
+        assert!(
+            Meta::parse(br#"{"event_type":"x"}"#)
+                .unwrap()
+                .cloudevents("s")
+                .is_none()
         );
     }
 

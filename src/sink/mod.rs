@@ -13,6 +13,7 @@ mod error;
 mod forwarder;
 mod headers;
 mod producer;
+mod registry;
 mod stats;
 mod window;
 
@@ -23,4 +24,5 @@ pub use config::{ConfigError, Kafka, Mechanism, Protocol, Security, read_secret,
 pub use error::SinkError;
 pub use forwarder::{Forwarder, ForwarderReport, READER};
 pub use headers::{EVENT_TYPE, KEY_ID, Meta, SCHEMA_VERSION};
+pub use registry::{RegistryError, SCHEMA, SchemaRegistry, frame};
 pub use stats::Stats;

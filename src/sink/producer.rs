@@ -40,11 +40,21 @@ pub fn build(kafka: &Kafka, stats: &Arc<Stats>) -> Result<Producer, SinkError> {
         .map_err(SinkError::Client)
 }
 
-/// Hands `rec` to the producer: key `call_key`, the routing headers, the line as payload.
-/// On `Err` the producer did not take it (e.g. its queue is full) and it must be offered again.
+/// How records are shaped for one topic.
+pub struct Shape<'a> {
+    pub topic: &'a str,
+    /// `ce_source` when CloudEvents headers are on.
+    pub cloudevents_source: Option<&'a str>,
+    /// The Schema Registry id when payloads are framed.
+    pub schema_id: Option<u32>,
+}
+
+/// Hands `rec` to the producer: key `call_key`, the routing (and CloudEvents) headers, the line
+/// as payload (framed for the Schema Registry when configured). On `Err` the producer did not
+/// take it (e.g. its queue is full) and it must be offered again.
 pub fn send(
     producer: &Producer,
-    topic: &str,
+    shape: &Shape<'_>,
     rec: &Record,
     stats: &Stats,
 ) -> Result<DeliveryFuture, KafkaError> {
@@ -52,15 +62,27 @@ pub fn send(
         stats.count_unparsed();
         Meta::default()
     });
-    let mut headers = OwnedHeaders::new_with_capacity(3);
+    let mut headers = OwnedHeaders::new_with_capacity(9);
     for (key, value) in meta.headers() {
         headers = headers.insert(Header {
             key,
             value: Some(value),
         });
     }
-    let mut record = FutureRecord::<str, [u8]>::to(topic)
-        .payload(&rec.line[..])
+    if let Some(ce) = shape.cloudevents_source.and_then(|s| meta.cloudevents(s)) {
+        for (key, value) in ce {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+    }
+    let framed = shape
+        .schema_id
+        .map(|id| super::registry::frame(id, &rec.line));
+    let payload = framed.as_deref().unwrap_or(&rec.line[..]);
+    let mut record = FutureRecord::<str, [u8]>::to(shape.topic)
+        .payload(payload)
         .headers(headers);
     if let Some(key) = meta.call_key.as_deref() {
         record = record.key(key);

@@ -18,6 +18,7 @@ pub struct Stats {
     unparsed: Counter,
     retention_errors: Counter,
     producer_restarts: Counter,
+    registry_errors: Counter,
     /// Handing a record to the producer until the brokers acknowledged it.
     delivery_seconds: Histogram,
     /// Unix time of the last acknowledgement (0: none yet), for lag and alerts.
@@ -36,6 +37,7 @@ impl Default for Stats {
             unparsed: Counter::default(),
             retention_errors: Counter::default(),
             producer_restarts: Counter::default(),
+            registry_errors: Counter::default(),
             delivery_seconds: crate::ops::metrics::latency_buckets(),
             last_ack: Gauge::default(),
         }
@@ -90,6 +92,11 @@ impl Stats {
             "producer_restarts",
             "Kafka producers rebuilt after a fatal producer error",
             self.producer_restarts.clone(),
+        );
+        r.register(
+            "schema_registry_errors",
+            "Failed attempts to register the event schema (deliveries wait meanwhile)",
+            self.registry_errors.clone(),
         );
         r.register(
             "last_ack_timestamp_seconds",
@@ -169,6 +176,9 @@ impl Stats {
     }
     pub(super) fn count_retention_error(&self) {
         self.retention_errors.inc();
+    }
+    pub(super) fn count_registry_error(&self) {
+        self.registry_errors.inc();
     }
     pub(super) fn count_producer_restart(&self) {
         self.producer_restarts.inc();

@@ -429,6 +429,7 @@ pub fn sipp_from(
         .output()
         .expect("sipp must be installed (Debian package sip-tester)")
 }
+pub mod registry;
 pub mod tansu;
 pub mod tls;
 pub mod uac;
