@@ -175,3 +175,145 @@ fn the_http_endpoint_answers_errors_with_a_reason() {
         "{health}"
     );
 }
+
+/// Every `calltrackd_…` name in the shipped alert rules and Grafana dashboard.
+fn contrib_metric_names() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for file in [
+        "contrib/prometheus/calltrackd.rules.yml",
+        "contrib/grafana/calltrackd.json",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("calltrackd_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[test]
+fn the_alert_rules_and_dashboard_use_only_metrics_the_daemon_exports() {
+    let (daemon, _spool) = daemon();
+    let body = daemon.http_get("/metrics");
+    let exported: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("calltrackd_"))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let names = contrib_metric_names();
+    assert!(names.len() > 15, "{names:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !exported.contains(n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}");
+}
+
+#[test]
+fn promtool_accepts_the_rules_and_their_unit_tests_pass() {
+    let dir = repo().join("contrib/prometheus");
+    for args in [
+        ["check", "rules", "calltrackd.rules.yml"],
+        ["test", "rules", "calltrackd.rules.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian package prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Prometheus itself on loopback, scraping the daemon with the shipped rules loaded.
+#[test]
+fn a_real_prometheus_scrapes_the_endpoint_and_loads_the_rules() {
+    let (daemon, _spool) = daemon();
+    let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
+    assert_sipp_ok(&out, "call");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = daemon.listening("metrics").unwrap();
+    let rules = repo().join("contrib/prometheus/calltrackd.rules.yml");
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: calltrackd\n    static_configs:\n      - targets: ['{target}']\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus)");
+    let query = |q: &str| -> Option<serde_json::Value> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {q} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let value = loop {
+        let answer = query("/api/v1/query?query=calltrackd_calls_redirected_total");
+        let value = answer.as_ref().and_then(|a| {
+            a["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_owned)
+        });
+        if let Some(v) = value {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped us: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(value, "1", "the call Prometheus scraped");
+    let up = query("/api/v1/query?query=up").unwrap();
+    assert_eq!(up["data"]["result"][0]["value"][1], "1");
+    let rules = loop {
+        let rules = query("/api/v1/rules").unwrap();
+        let group = &rules["data"]["groups"][0]["rules"];
+        if group.as_array().is_some_and(|r| {
+            r.iter().all(|rule| {
+                rule["health"] == "ok" && rule["lastEvaluation"] != "0001-01-01T00:00:00Z"
+            })
+        }) {
+            break group.clone();
+        }
+        assert!(Instant::now() < deadline, "rules not evaluated: {rules}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(rules.as_array().unwrap().len(), 8);
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+}

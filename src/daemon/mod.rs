@@ -522,6 +522,7 @@ impl Daemon {
         }
         tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
         tasks.spawn(housekeeping_loop(
+            self.edge.metrics().clone(),
             self.recorder.clone(),
             self.ingestor.clone(),
             self.config.privacy.keep_keys,
@@ -697,6 +698,7 @@ async fn persist_loop(correlator: Arc<Correlator>, shutdown: CancellationToken) 
 /// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded and CDR
 /// quarantine rows past their retention purged, hourly (cheap: a directory listing each).
 async fn housekeeping_loop(
+    metrics: Metrics,
     recorder: Arc<Recorder>,
     ingestor: Arc<Ingestor>,
     keep_keys: usize,
@@ -709,13 +711,17 @@ async fn housekeeping_loop(
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 let (recorder, ingestor) = (recorder.clone(), ingestor.clone());
+                let metrics = metrics.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     match recorder.keyring().prune(keep_keys) {
                         Ok(shredded) if !shredded.is_empty() => {
                             info!(shredded = shredded.len(), "Expired pseudonym keys shredded.");
                         }
                         Ok(_) => {}
-                        Err(err) => warn!(error = %err, "Expired pseudonym keys could not be shredded."),
+                        Err(err) => {
+                            metrics.key_failures.inc();
+                            warn!(error = %err, "Expired pseudonym keys could not be shredded.");
+                        }
                     }
                     ingestor.purge(quarantine_days);
                 })

@@ -449,7 +449,7 @@ impl Edge {
         consent: Option<Consent>,
         informed: bool,
     ) -> Result<Observed, crate::call::KeyError> {
-        self.recorder.observe(
+        let observed = self.recorder.observe(
             invite.req.call_id(),
             identity,
             disclosure,
@@ -458,7 +458,11 @@ impl Edge {
             &route.campaign_id,
             &route.tracking_number,
             invite.at,
-        )
+        );
+        if observed.is_err() {
+            self.metrics.key_failures.inc();
+        }
+        observed
     }
 
     /// offered (+ disclosed) + routed, then the redirect.
