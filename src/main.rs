@@ -266,7 +266,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         let daemon = Daemon::open(config).await?;
         let udp: Vec<String> = daemon.udp_addrs().iter().map(ToString::to_string).collect();
         let tcp: Vec<String> = daemon.tcp_addrs().iter().map(ToString::to_string).collect();
-        let tls: Vec<String> = daemon.tls_addrs().iter().map(ToString::to_string).collect();
+        let mut tls: Vec<String> = daemon.tls_addrs().iter().map(ToString::to_string).collect();
+        if tls.is_empty() {
+            tls.push("off".to_owned());
+        }
         let metrics = daemon.metrics_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
         let control = daemon.control_path().map_or_else(|| "off".to_owned(), |p| p.display().to_string());
         info!(udp = %udp.join(","), tcp = %tcp.join(","), tls = %tls.join(","), metrics = %metrics, control = %control, version = env!("CARGO_PKG_VERSION"), "Listening.");
