@@ -342,30 +342,14 @@ impl Daemon {
                 let acceptor = Arc::new(Acceptor::new(settings)?);
                 let mut listeners = Vec::new();
                 for &addr in &settings.listen {
-                    listeners.push(TcpListener::bind(addr).await.map_err(|source| {
-                        StartError::Bind {
-                            addr,
-                            transport: "tls",
-                            source,
-                        }
-                    })?);
+                    listeners.push(listen_tcp(addr, "tls").await?);
                 }
                 (listeners, Some(acceptor))
             }
             None => (Vec::new(), None),
         };
         let http = match config.ops.metrics_listen {
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| StartError::Bind {
-                            addr,
-                            transport: "http",
-                            source,
-                        })?,
-                )
-            }
+            Some(addr) => Some(listen_tcp(addr, "http").await?),
             None => None,
         };
         let control = Some(Control::bind(
@@ -609,6 +593,16 @@ impl Daemon {
         }
         info!("Stopped.");
     }
+}
+
+async fn listen_tcp(addr: SocketAddr, transport: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr,
+            transport,
+            source,
+        })
 }
 
 async fn bind_all(config: &Config) -> Result<(Vec<Arc<UdpSocket>>, Vec<TcpListener>), StartError> {

@@ -101,6 +101,15 @@ impl Uac {
         format!("<sip:{}@127.0.0.1>", self.number)
     }
 
+    /// The To of the early dialog (with the server's tag) once a response carried one.
+    fn dialog_to(&self) -> String {
+        self.to
+            .lock()
+            .expect("lock")
+            .clone()
+            .unwrap_or_else(|| self.plain_to())
+    }
+
     /// Sends the INVITE with an SDP offer listing `payload_types` (e.g. "0 8 101").
     pub fn invite(&self, payload_types: &str) {
         self.invite_with(payload_types, "");
@@ -134,12 +143,7 @@ impl Uac {
 
     /// ACK for a non-2xx final (same branch, To with the server's tag).
     pub fn ack(&self) {
-        let to = self
-            .to
-            .lock()
-            .expect("lock")
-            .clone()
-            .unwrap_or_else(|| self.plain_to());
+        let to = self.dialog_to();
         let msg = format!(
             "ACK sip:{}@127.0.0.1 SIP/2.0\r\n{}Content-Length: 0\r\n\r\n",
             self.number,
@@ -150,12 +154,7 @@ impl Uac {
 
     /// PRACK for the reliable provisional numbered `rseq` (RFC 3262 §7.2), in the early dialog.
     pub fn prack(&self, rseq: u32, cseq: u32) {
-        let to = self
-            .to
-            .lock()
-            .expect("lock")
-            .clone()
-            .unwrap_or_else(|| self.plain_to());
+        let to = self.dialog_to();
         let msg = format!(
             "PRACK sip:{}@127.0.0.1 SIP/2.0\r\n{}RAck: {rseq} 1 INVITE\r\nContent-Length: 0\r\n\r\n",
             self.number,
@@ -166,12 +165,7 @@ impl Uac {
 
     /// SIP INFO with application/dtmf-relay inside the early dialog.
     pub fn info_digit(&self, digit: char) {
-        let to = self
-            .to
-            .lock()
-            .expect("lock")
-            .clone()
-            .unwrap_or_else(|| self.plain_to());
+        let to = self.dialog_to();
         let body = format!("Signal={digit}\r\nDuration=160\r\n");
         let msg = format!(
             "INFO sip:{}@127.0.0.1 SIP/2.0\r\n{}Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
