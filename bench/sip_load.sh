@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SIP edge load: sipp places INVITE→302 calls over UDP against a release build on loopback and
-# reports calls/s, failed calls, time to final response (p50/p99/max) and the daemon's peak RSS.
+# reports calls/s, failed calls, time to final response (p50/p99/max), the daemon's peak RSS and
+# its CPU time per 1,000 calls.
 #
 #   bash bench/sip_load.sh [rate=2000] [seconds=60]
 #
@@ -38,6 +39,9 @@ TOML
 
 start_daemon "$work/bench.toml" "$work/daemon.log"
 
+# utime + stime of the daemon, in clock ticks (proc(5) fields 14 and 15).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
+cpu_before=$(cpu_ticks)
 cd "$work"
 sipp "127.0.0.1:$port" -sf "$OLDPWD/fixtures/sipp/uac_redirect.xml" -s +493055501000 \
   -i 127.0.0.1 -r "$rate" -m "$calls" -l $((rate * 4)) -timeout $((seconds + 60)) \
@@ -48,9 +52,11 @@ cd "$OLDPWD"
 stat=$(ls -t "$work"/*_.csv 2>/dev/null | head -1 || true)
 rtt=$(ls -t "$work"/*_rtt.csv 2>/dev/null | head -1 || true)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$daemon/status)
-python3 - "$stat" "$rtt" "$calls" "$hwm" <<'PY'
+cpu_ms=$(( ($(cpu_ticks) - cpu_before) * 1000 / $(getconf CLK_TCK) ))
+python3 - "$stat" "$rtt" "$calls" "$hwm" "$cpu_ms" <<'PY'
 import csv, sys
 stat, rtt, calls, hwm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cpu_ms = int(sys.argv[5])
 rows = list(csv.reader(open(stat), delimiter=';'))
 head, last = rows[0], rows[-1]
 col = lambda name: last[head.index(name)]
@@ -70,4 +76,5 @@ print(f"calls placed: {calls}, successful: {ok}, failed: {failed}")
 print(f"calls/s: {ok / secs:.0f} over {secs:.1f} s")
 print(f"time to final (ms): p50 {pct(0.50):.2f}  p99 {pct(0.99):.2f}  max {times[-1] if times else float('nan'):.2f}  ({len(times)} samples)")
 print(f"daemon peak RSS: {hwm / 1024:.1f} MiB")
+print(f"daemon CPU: {cpu_ms} ms, {cpu_ms * 1000 / max(ok, 1):.0f} ms per 1,000 successful calls")
 PY
