@@ -258,20 +258,22 @@ fn a_real_prometheus_scrapes_the_endpoint_and_loads_the_rules() {
         ),
     )
     .unwrap();
-    let mut prometheus = std::process::Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.path().join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package prometheus)");
+    let _prometheus = KillOnDrop(
+        std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
     let query = |q: &str| -> Option<serde_json::Value> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -314,6 +316,14 @@ fn a_real_prometheus_scrapes_the_endpoint_and_loads_the_rules() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(rules.as_array().unwrap().len(), 8);
-    let _ = prometheus.kill();
-    let _ = prometheus.wait();
+}
+
+/// A child process that goes when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -14,6 +14,36 @@ use std::time::{Duration, Instant};
 use common::tls::{Pki, TlsClient, Versions, client_config};
 use common::*;
 
+/// strace and the daemon it runs; both go when the test ends, passed or failed.
+struct Traced(std::process::Child, std::path::PathBuf);
+
+impl Traced {
+    /// The daemon's pid: the first pid strace writes.
+    fn daemon_pid(&self) -> Option<String> {
+        std::fs::read_to_string(&self.1)
+            .ok()?
+            .lines()
+            .next()?
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        if let Some(pid) = self.daemon_pid() {
+            // Usually gone already; the kill is for a test that failed half-way.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn unit() -> std::path::PathBuf {
     repo().join("systemd/calltrackd.service")
 }
@@ -100,16 +130,20 @@ fn every_syscall_of_a_serving_daemon_is_allowed_by_the_unit() {
     std::fs::write(&config_path, &config).unwrap();
     let trace = dir.path().join("strace.txt");
     let log_path = dir.path().join("daemon.log");
-    let mut child = Command::new("strace")
-        .args(["-f", "-qq", "-o"])
-        .arg(&trace)
-        .arg(env!("CARGO_BIN_EXE_calltrackd"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env_remove("RUST_LOG")
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("strace (Debian package strace)");
+    let mut traced = Traced(
+        Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(&trace)
+            .arg(env!("CARGO_BIN_EXE_calltrackd"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("strace (Debian package strace)"),
+        trace.clone(),
+    );
+    let child = &mut traced.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     while !log().contains("Listening.") {
@@ -160,13 +194,8 @@ fn every_syscall_of_a_serving_daemon_is_allowed_by_the_unit() {
         .unwrap();
     assert!(status.status.success(), "{status:?}");
     let pid = child.id().to_string();
-    // strace's child is the daemon: signal every process in the trace's group but strace.
-    let daemon_pid = std::fs::read_to_string(&trace)
-        .unwrap()
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        .unwrap();
+    // strace's child is the daemon: it gets the signals, not strace.
+    let daemon_pid = traced.daemon_pid().unwrap();
     assert_ne!(daemon_pid, pid);
     Command::new("kill")
         .args(["-HUP", &daemon_pid])
@@ -180,7 +209,7 @@ fn every_syscall_of_a_serving_daemon_is_allowed_by_the_unit() {
         .args(["-TERM", &daemon_pid])
         .status()
         .unwrap();
-    let exit = child.wait().unwrap();
+    let exit = traced.0.wait().unwrap();
     assert!(
         exit.success(),
         "daemon exit under strace: {exit:?}\n{}",
