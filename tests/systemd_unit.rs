@@ -154,14 +154,7 @@ fn every_syscall_of_a_serving_daemon_is_allowed_by_the_unit() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let field = |name: &str| {
-        log()
-            .lines()
-            .find(|l| l.contains("Listening."))
-            .and_then(|l| l.split(&format!(" {name}=")).nth(1).map(str::to_owned))
-            .and_then(|v| v.split([' ', ',']).next().map(str::to_owned))
-            .unwrap()
-    };
+    let field = |name: &str| listening_field(&log(), name).unwrap();
     let udp: std::net::SocketAddr = field("udp").parse().unwrap();
     let tls: std::net::SocketAddr = field("tls").parse().unwrap();
 

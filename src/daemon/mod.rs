@@ -278,22 +278,13 @@ impl Daemon {
     /// Opens state and binds every listener; nothing is served yet.
     pub async fn open(config: Config) -> Result<Self, StartError> {
         create_data_dir(&config.data_dir)?;
+        let mut registry = ops::metrics::registry();
+        let metrics = Arc::new(Metrics::register(&mut registry));
         let keyring = open_keyring(&config)?;
-        match keyring.prune(config.privacy.keep_keys) {
-            Ok(shredded) if !shredded.is_empty() => {
-                info!(
-                    shredded = shredded.len(),
-                    "Expired pseudonym keys shredded."
-                );
-            }
-            Ok(_) => {}
-            Err(err) => warn!(error = %err, "Expired pseudonym keys could not be shredded."),
-        }
+        prune_keys(&keyring, config.privacy.keep_keys, &metrics);
         let outbox = open_outbox(&config)?;
         let routing = routing(&config)?;
         let correlator = correlator(&config);
-        let mut registry = ops::metrics::registry();
-        let metrics = Arc::new(Metrics::register(&mut registry));
         outbox::Stats::register(&outbox, &mut registry);
         let recorder = Arc::new(recorder(keyring, &config)?.with_correlator(correlator.clone()));
         let ingestor = Arc::new(ingestor(&config, recorder.clone(), outbox.clone())?);
@@ -689,6 +680,23 @@ async fn persist_loop(correlator: Arc<Correlator>, shutdown: CancellationToken) 
     }
 }
 
+/// Shreds pseudonym keys beyond `keep`, at start-up and hourly; a failure is logged and counted.
+fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
+    match keyring.prune(keep) {
+        Ok(shredded) if !shredded.is_empty() => {
+            info!(
+                shredded = shredded.len(),
+                "Expired pseudonym keys shredded."
+            );
+        }
+        Ok(_) => {}
+        Err(err) => {
+            metrics.key_failures.inc();
+            warn!(error = %err, "Expired pseudonym keys could not be shredded.");
+        }
+    }
+}
+
 /// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded and CDR
 /// quarantine rows past their retention purged, hourly (cheap: a directory listing each).
 async fn housekeeping_loop(
@@ -707,16 +715,7 @@ async fn housekeeping_loop(
                 let (recorder, ingestor) = (recorder.clone(), ingestor.clone());
                 let metrics = metrics.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    match recorder.keyring().prune(keep_keys) {
-                        Ok(shredded) if !shredded.is_empty() => {
-                            info!(shredded = shredded.len(), "Expired pseudonym keys shredded.");
-                        }
-                        Ok(_) => {}
-                        Err(err) => {
-                            metrics.key_failures.inc();
-                            warn!(error = %err, "Expired pseudonym keys could not be shredded.");
-                        }
-                    }
+                    prune_keys(recorder.keyring(), keep_keys, &metrics);
                     ingestor.purge(quarantine_days);
                 })
                 .await;

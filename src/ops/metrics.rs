@@ -376,8 +376,9 @@ impl Metrics {
     }
 
     pub fn final_after(&self, status: u16, elapsed: std::time::Duration) {
-        let i = usize::from(StatusClass::of(status).0).saturating_sub(3);
-        if let Some(histogram) = self.timings.final_by_class.get(i) {
+        // Finals of an INVITE are 3xx..6xx here; anything else has no histogram.
+        let i = usize::from(StatusClass::of(status).0).checked_sub(3);
+        if let Some(histogram) = i.and_then(|i| self.timings.final_by_class.get(i)) {
             histogram.observe(elapsed.as_secs_f64());
         }
     }

@@ -605,9 +605,14 @@ fn method_label(method: &Method) -> MethodLabel {
     }
 }
 
+/// The request asks for SIPS (a `sips:` Request-URI, RFC 5630).
+fn is_sips(req: &Request) -> bool {
+    matches!(&req.uri, Uri::Sip(sip) if sip.secure)
+}
+
 /// A `sips:` Request-URI that did not come over TLS.
 fn insecure_sips(req: &Request, arrival: &Arrival) -> bool {
-    matches!(&req.uri, Uri::Sip(sip) if sip.secure) && !arrival.secure()
+    is_sips(req) && !arrival.secure()
 }
 
 /// §17.2.3 matching key.

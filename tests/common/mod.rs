@@ -196,12 +196,7 @@ impl Daemon {
 
     /// A field of the "Listening." log line (`tcp`, `tls`, `metrics`, `control`).
     pub fn listening(&self, field: &str) -> Option<String> {
-        let log = self.log();
-        let line = log.lines().find(|l| l.contains("Listening."))?;
-        let value = line.split(&format!(" {field}=")).nth(1)?;
-        let value = value.split_whitespace().next()?.trim_matches('"');
-        let first = value.split(',').next()?;
-        (!first.is_empty() && first != "off").then(|| first.to_owned())
+        listening_field(&self.log(), field)
     }
 
     /// The first TLS listener (needs `[sip.tls]`).
@@ -324,6 +319,16 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The first value of a field of the "Listening." line in a daemon's log; `None` when absent or
+/// "off".
+pub fn listening_field(log: &str, field: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("Listening."))?;
+    let value = line.split(&format!(" {field}=")).nth(1)?;
+    let value = value.split_whitespace().next()?.trim_matches('"');
+    let first = value.split(',').next()?;
+    (!first.is_empty() && first != "off").then(|| first.to_owned())
 }
 
 /// The events of one type.

@@ -21,7 +21,7 @@ use crate::outbox;
 use crate::sip::reliable::{Due, Reliable};
 use crate::sip::transaction::Key;
 use crate::sip::uas::Route;
-use crate::sip::{ReplyHeaders, Request, Uri};
+use crate::sip::{ReplyHeaders, Request};
 
 /// A call whose announcement is playing: what CANCEL, INFO and PRACK reach.
 pub(super) struct Control {
@@ -95,9 +95,8 @@ impl Edge {
     /// The 302 Contact for `uri`. A SIPS request is redirected to a SIPS target (RFC 5630
     /// §3.1.3): a configured `sip:` destination is upgraded; `tel:` has no secure form.
     fn redirect_to(invite: &Invite, uri: &str) -> Final {
-        let secure = matches!(&invite.req.uri, Uri::Sip(sip) if sip.secure);
         let target = match uri.strip_prefix("sip:") {
-            Some(rest) if secure => format!("sips:{rest}"),
+            Some(rest) if super::is_sips(&invite.req) => format!("sips:{rest}"),
             _ => uri.to_owned(),
         };
         Final::Respond {
