@@ -42,7 +42,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Data-subject requests: the local events about one phone number.
+    /// Data-subject requests (GDPR Art. 15–21) for one phone number, read from standard input
+    /// so it never lands in the shell history or the process list.
     Subject {
         #[command(subcommand)]
         command: SubjectCommand,
@@ -71,6 +72,38 @@ enum SubjectCommand {
     Find {
         #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
         config: PathBuf,
+    },
+    /// Art. 17: blank the number's pseudonym and region in every local event, drop it from the
+    /// correlation index and the suppression list, and emit `subject.erasure_requested` for
+    /// downstream. Needs the running daemon.
+    Erase {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+    /// Art. 21: put the number on the suppression list (later calls are tracked without
+    /// identifier and not asked again) and emit `subject.objection_recorded`.
+    Object {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+    /// Art. 18: mark the number's events `restricted: true` until `unrestrict`.
+    Restrict {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+    /// Lift a restriction.
+    Unrestrict {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+    /// Art. 15/20: write the local events about the number, with field descriptions, as one
+    /// JSON file (mode 0600).
+    Export {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+        /// Where to write the file; it must not exist yet.
+        #[arg(long, short)]
+        output: PathBuf,
     },
 }
 
@@ -152,9 +185,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command),
-        Command::Subject {
-            command: SubjectCommand::Find { config },
-        } => subject_find(&config),
+        Command::Subject { command } => subject(command),
         Command::Cdr {
             command:
                 CdrCommand::Import {
@@ -182,6 +213,78 @@ fn status(config: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
         print!("{status}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn subject(command: SubjectCommand) -> anyhow::Result<ExitCode> {
+    use calltrackd::ops::control::SubjectRequest;
+    let (config, request, output) = match command {
+        SubjectCommand::Find { config } => return subject_find(&config),
+        SubjectCommand::Erase { config } => (config, SubjectRequest::Erase, None),
+        SubjectCommand::Object { config } => (config, SubjectRequest::Object, None),
+        SubjectCommand::Restrict { config } => (config, SubjectRequest::Restrict, None),
+        SubjectCommand::Unrestrict { config } => (config, SubjectRequest::Unrestrict, None),
+        SubjectCommand::Export { config, output } => (config, SubjectRequest::Export, Some(output)),
+    };
+    subject_request(&config, request, output.as_deref())
+}
+
+/// Sends one data-subject request to the running daemon; prints the receipt.
+fn subject_request(
+    config: &std::path::Path,
+    request: calltrackd::ops::control::SubjectRequest,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use calltrackd::ops::control::{self, Request, Response, SubjectNumber};
+    use std::io::BufRead;
+    let config = config::load(config)?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let number = SubjectNumber(line.trim().to_owned());
+    let path = config.state_path(&config.ops.control_socket);
+    let Response::Subject(receipt) = control::request(&path, &Request::Subject { request, number })
+        .with_context(|| "is the daemon running, and are you its user (or root)?")?
+    else {
+        anyhow::bail!("the daemon answered something other than a receipt");
+    };
+    if let Some(output) = output {
+        write_export(output, &receipt)?;
+        eprintln!(
+            "{} events written to {}",
+            receipt.events_found,
+            output.display()
+        );
+    }
+    println!(
+        "receipt {} ({:?}): {} events found under {} keys",
+        receipt.receipt_id, receipt.request, receipt.events_found, receipt.keys
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Art. 20 export: the events and what each field means, from the privacy manifest.
+fn write_export(
+    output: &std::path::Path,
+    receipt: &calltrackd::ops::control::SubjectReceipt,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let manifest: serde_json::Value = serde_json::from_str(calltrackd::call::manifest::TEXT)?;
+    let document = serde_json::json!({
+        "receipt_id": receipt.receipt_id,
+        "generated_at": calltrackd::call::event::format_timestamp(chrono::Utc::now()),
+        "controller_note": "Events about one phone number held by this calltrackd host. The number itself is not stored; events carry its keyed pseudonym per key epoch.",
+        "fields": manifest.get("fields"),
+        "events": receipt.events.clone().unwrap_or_default(),
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    file.write_all(&serde_json::to_vec_pretty(&document)?)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 fn subject_find(config: &std::path::Path) -> anyhow::Result<ExitCode> {

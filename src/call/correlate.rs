@@ -7,6 +7,12 @@
 //! directory across restarts. The caller hash is kept even for callers who objected: it is how a
 //! CDR row learns of the objection and drops its own identifier (GDPR Art. 21 honoured, not
 //! circumvented); it expires with the index.
+//!
+//! Each entry remembers what the SIP side decided about the caller ([`CallerState`]), so a CDR
+//! row that carries the real A-number of a withheld (CLIR) or uninformed caller cannot identify
+//! them: the join follows the SIP side's decision, never the row's number. Withheld calls are
+//! indexed under a keyed hash of the tracking number alone, so a row without a Call-ID still
+//! finds a withheld call at its number and time and stays withheld.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
@@ -18,17 +24,44 @@ use serde::{Deserialize, Serialize};
 
 use super::{Consent, Disclosure};
 
+/// What the SIP side's events said about the caller; a CDR row of the same call says no more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerState {
+    /// The events carry the caller's pseudonym.
+    Identified,
+    /// The caller's number was known but not kept (not informed, objected, policy `drop`).
+    Unidentified,
+    /// The caller withheld their number (CLIR, `Privacy: id`, anonymous From).
+    Withheld,
+}
+
 /// What the SIP side knew about a call. Campaign and tracking number are not kept: the CDR row
 /// names its tracking number, and the key epoch follows from `offered_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The call key (32 hex digits).
     pub call_key: String,
-    /// Keyed hash of tracking number and caller (`Purpose::Record`); none for withheld callers.
+    /// Keyed hash of tracking number and caller (`Purpose::Record`); for a withheld caller, of
+    /// the tracking number and a fixed marker.
     pub match_key: Option<String>,
     pub consent: Option<Consent>,
     pub disclosure: Disclosure,
     pub offered_at: DateTime<Utc>,
+    /// Absent in indexes written before it existed: read as withheld when there is no match
+    /// key (withheld calls had none), else as unidentified; never as identified.
+    #[serde(default)]
+    pub caller: Option<CallerState>,
+}
+
+impl Entry {
+    pub fn caller_state(&self) -> CallerState {
+        self.caller.unwrap_or(if self.match_key.is_none() {
+            CallerState::Withheld
+        } else {
+            CallerState::Unidentified
+        })
+    }
 }
 
 /// An entry as held in memory: hashes as integers, so a busy trunk's two days of calls fit in
@@ -39,6 +72,7 @@ struct Compact {
     consent: Option<Consent>,
     disclosure: Disclosure,
     offered_at: DateTime<Utc>,
+    caller: CallerState,
 }
 
 fn hash(hex: &str) -> Option<u128> {
@@ -122,6 +156,7 @@ impl Correlator {
             consent: entry.consent,
             disclosure: entry.disclosure,
             offered_at: entry.offered_at,
+            caller: entry.caller_state(),
         };
         index.by_call_key.insert(call_key, compact);
         Self::evict(&mut index, self.limits, now);
@@ -171,6 +206,27 @@ impl Correlator {
             .map(|(k, c)| expand(k, c))
     }
 
+    /// Forgets every call indexed under one of `match_keys` (a data subject's erasure);
+    /// returns how many.
+    pub fn forget(&self, match_keys: &[String]) -> usize {
+        let mut index = self.lock();
+        let mut removed = 0;
+        for key in match_keys.iter().filter_map(|k| hash(k)) {
+            for call_key in index.by_match.remove(&key).unwrap_or_default() {
+                if index.by_call_key.remove(&call_key).is_some() {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            let Index {
+                by_call_key, order, ..
+            } = &mut *index;
+            order.retain(|(_, k)| by_call_key.contains_key(k));
+        }
+        removed
+    }
+
     pub fn len(&self) -> usize {
         self.lock().by_call_key.len()
     }
@@ -216,6 +272,7 @@ fn expand(call_key: u128, c: &Compact) -> Entry {
         consent: c.consent,
         disclosure: c.disclosure,
         offered_at: c.offered_at,
+        caller: Some(c.caller),
     }
 }
 
@@ -241,6 +298,7 @@ mod tests {
             consent: Some(Consent::Informed),
             disclosure: Disclosure::Played,
             offered_at: at,
+            caller: Some(CallerState::Identified),
         }
     }
 
@@ -296,5 +354,28 @@ mod tests {
         let again = Correlator::open(dir.path(), limits(), now);
         assert_eq!(again.len(), 3);
         assert!(again.by_call_key(&h("d")).is_some());
+    }
+
+    #[test]
+    fn old_entries_never_read_as_identified_and_forget_drops_a_caller() {
+        let old: Entry = serde_json::from_str(&format!(
+            r#"{{"call_key":"{}","match_key":null,"consent":null,"disclosure":"played","offered_at":"2026-12-01T10:00:00Z"}}"#,
+            h("a")
+        ))
+        .unwrap();
+        assert_eq!(old.caller_state(), CallerState::Withheld);
+        let mut with_key = old.clone();
+        with_key.match_key = Some(h("m"));
+        assert_eq!(with_key.caller_state(), CallerState::Unidentified);
+
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let c = Correlator::open(dir.path(), limits(), now);
+        c.insert(entry("a", Some("m"), now), now);
+        c.insert(entry("b", Some("n"), now), now);
+        assert_eq!(c.forget(&[h("m"), h("zz")]), 1);
+        assert!(c.by_call_key(&h("a")).is_none());
+        assert!(c.by_call_key(&h("b")).is_some());
+        assert_eq!(c.len(), 1);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::Hook;
+use super::{Hook, Seconds};
 use crate::media::announcements::Announcements;
 
 /// What to do with an INVITE that carries no SDP, so cannot hear early media.
@@ -24,6 +24,8 @@ pub struct Plan {
     pub external_uri: Option<String>,
     pub without_sdp: WithoutSdp,
     pub objection_digit: char,
+    /// How much of the announcement informs a caller (`privacy::informed`); `None`: all of it.
+    pub informed_after: Option<Seconds>,
 }
 
 impl Plan {
@@ -36,6 +38,7 @@ impl Plan {
             external_uri: None,
             without_sdp: WithoutSdp::Skip,
             objection_digit: '9',
+            informed_after: None,
         }
     }
 }
@@ -48,6 +51,7 @@ impl PartialEq for Plan {
             && self.external_uri == other.external_uri
             && self.without_sdp == other.without_sdp
             && self.objection_digit == other.objection_digit
+            && self.informed_after == other.informed_after
     }
 }
 

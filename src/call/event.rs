@@ -70,6 +70,9 @@ pub enum Consent {
     Informed,
     Objected,
     Unknown,
+    /// The caller objected on an earlier call (the suppression list): not asked again.
+    #[serde(rename = "objected_earlier")]
+    ObjectedEarlier,
 }
 
 /// How the announcement was delivered.
@@ -159,6 +162,8 @@ pub struct CallerFields {
     pub pseudonym: Option<String>,
     pub withheld: bool,
     pub region: Option<String>,
+    /// Processing of this caller's data is restricted (GDPR Art. 18) until lifted.
+    pub restricted: bool,
 }
 
 /// Fields every event carries.
@@ -315,6 +320,8 @@ struct Wire {
     caller_withheld: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     caller_region: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    restricted: bool,
     disclosure: Disclosure,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     consent: Option<Consent>,
@@ -364,6 +371,7 @@ impl From<CallEvent> for Wire {
             caller_pseudonym: c.caller.pseudonym,
             caller_withheld: c.caller.withheld,
             caller_region: c.caller.region,
+            restricted: c.caller.restricted,
             disclosure: c.disclosure,
             consent: c.consent,
             announcement_id: None,
@@ -482,6 +490,7 @@ impl TryFrom<Wire> for CallEvent {
                     pseudonym: w.caller_pseudonym,
                     withheld: w.caller_withheld,
                     region: w.caller_region,
+                    restricted: w.restricted,
                 },
                 disclosure: w.disclosure,
                 consent: w.consent,

@@ -74,6 +74,7 @@ fn full_caller() -> CallerFields {
         pseudonym: Some("fedcba9876543210fedcba9876543210".to_owned()),
         withheld: false,
         region: Some("+49 89".to_owned()),
+        restricted: false,
     }
 }
 
@@ -321,7 +322,12 @@ fn no_event_contains_the_raw_caller_number_or_call_id() {
         caller: CallerPolicy::Pseudonymize,
         region_digits: Some(2),
     };
-    let caller = minimize(&identity, Some(Consent::Informed), &policy, &ring, at).unwrap();
+    let grounds = crate::call::Grounds {
+        informed: true,
+        consent: Some(Consent::Informed),
+        restricted: false,
+    };
+    let caller = minimize(&identity, grounds, &policy, &ring, at).unwrap();
     assert!(
         caller.pseudonym.is_some(),
         "the test must exercise a pseudonymized caller"

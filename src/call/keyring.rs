@@ -222,7 +222,7 @@ impl Keyring {
         file.sync_all().map_err(io_err)?;
         drop(file);
         fs::remove_file(&path).map_err(io_err)?;
-        self.sync_dir()
+        sync_dir(&self.dir)
     }
 
     /// Shreds all but the newest `keep` epochs; the current epoch is always kept.
@@ -285,64 +285,7 @@ impl Keyring {
     }
 
     fn load_or_create(&self, key_id: &str) -> Result<Secret, KeyError> {
-        let path = self.path(key_id);
-        match read_key(&path) {
-            Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            other => return other,
-        }
-        let mut bytes = [0; KEY_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        let secret = Secret::new(bytes);
-        bytes = [0; KEY_LEN];
-        std::hint::black_box(&bytes);
-
-        let mut nonce = [0; 8];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let tmp = self
-            .dir
-            .join(format!(".{key_id}.{}.tmp", hex::encode(nonce)));
-        let io_err = |source| KeyError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err)?;
-        let written = file
-            .write_all(&secret.0)
-            .and_then(|()| file.sync_all())
-            .map_err(io_err);
-        drop(file);
-        let published = written.and_then(|()| match fs::hard_link(&tmp, &path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(source) => Err(KeyError::Io {
-                path: path.clone(),
-                source,
-            }),
-        });
-        // The temp name is ours alone; removing it cannot lose the published key.
-        let _ = fs::remove_file(&tmp);
-        if published? {
-            self.sync_dir()?;
-            tracing::info!(key_id, "Pseudonym key generated.");
-            Ok(secret)
-        } else {
-            // Someone else published this epoch's key first; theirs is the key.
-            read_key(&path)
-        }
-    }
-
-    fn sync_dir(&self) -> Result<(), KeyError> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| KeyError::Dir {
-                path: self.dir.clone(),
-                source,
-            })
+        load_or_create(&self.dir, &self.path(key_id), key_id)
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Secret>>> {
@@ -353,6 +296,103 @@ impl Keyring {
 
     fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Secret>>> {
         self.cache.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Reads the key at `path`, or generates it: written to a temp file, fsynced, then published
+/// with `link(2)` so that two processes racing for the same key both end up with one key.
+fn load_or_create(dir: &Path, path: &Path, name: &str) -> Result<Secret, KeyError> {
+    match read_key(path) {
+        Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    let mut bytes = [0; KEY_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = Secret::new(bytes);
+    bytes = [0; KEY_LEN];
+    std::hint::black_box(&bytes);
+
+    let mut nonce = [0; 8];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
+    let io_err = |source| KeyError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err)?;
+    let written = file
+        .write_all(&secret.0)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err);
+    drop(file);
+    let published = written.and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(KeyError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    });
+    // The temp name is ours alone; removing it cannot lose the published key.
+    let _ = fs::remove_file(&tmp);
+    if published? {
+        sync_dir(dir)?;
+        tracing::info!(key_id = name, "Pseudonym key generated.");
+        Ok(secret)
+    } else {
+        // Someone else published this epoch's key first; theirs is the key.
+        read_key(path)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| KeyError::Dir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// A key that does not rotate with the epochs, for lists that must recognise a number in any
+/// epoch (the suppression list). Same file rules as the epoch keys: 0600 in a 0700 directory.
+pub struct StandingKey(Secret);
+
+impl fmt::Debug for StandingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StandingKey(…)")
+    }
+}
+
+impl StandingKey {
+    /// Opens `<dir>/<name>.key`, generating it on first use.
+    pub fn open(dir: &Path, name: &str) -> Result<Self, KeyError> {
+        let dir_err = |source| KeyError::Dir {
+            path: dir.to_owned(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(dir_err)?;
+        if fs::metadata(dir).map_err(dir_err)?.permissions().mode() & 0o077 != 0 {
+            return Err(KeyError::DirPermissions {
+                path: dir.to_owned(),
+            });
+        }
+        let path = dir.join(format!("{name}.key"));
+        load_or_create(dir, &path, name).map(Self)
+    }
+
+    /// The keyed hash of `input` for `purpose` (32 lowercase hex characters).
+    pub fn derive(&self, purpose: Purpose, input: &[u8]) -> String {
+        self.0.1.derive(purpose, input)
     }
 }
 

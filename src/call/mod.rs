@@ -9,12 +9,15 @@ pub mod disclosure;
 pub mod epoch;
 pub mod event;
 pub mod keyring;
+pub mod manifest;
 pub mod number;
 pub mod privacy;
 pub mod pseudonym;
 pub mod recorder;
 pub mod region;
 pub mod subject;
+pub mod subject_event;
+pub mod suppression;
 
 pub use caller::{CallerIdentity, CallerInput, identify};
 pub use epoch::Rotation;
@@ -24,7 +27,7 @@ pub use event::{
 };
 pub use keyring::{KeyError, KeyInfo, Keyring};
 pub use number::{E164, Normalizer, NumberError};
-pub use privacy::{CallerPolicy, Policy, minimize};
+pub use privacy::{CallerPolicy, Grounds, Policy, informed, minimize};
 pub use pseudonym::{Pseudonym, Purpose};
 pub use recorder::{Observed, Recorder};
 pub use region::region;

@@ -19,6 +19,8 @@ pub enum Purpose {
     CallKey,
     /// A record key, e.g. a CDR row id.
     Record,
+    /// A number on the suppression list (objection, restriction), under the standing key.
+    Suppression,
 }
 
 impl Purpose {
@@ -27,6 +29,7 @@ impl Purpose {
             Self::Caller => b"caller",
             Self::CallKey => b"call-key",
             Self::Record => b"record",
+            Self::Suppression => b"suppression",
         }
     }
 }

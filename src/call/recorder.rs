@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::correlate::{self, Correlator};
+use super::correlate::{self, CallerState, Correlator};
+use super::privacy::Grounds;
+use super::suppression::{Standing, Suppression};
 use super::{
-    CallEvent, CallerFields, CallerIdentity, CallerInput, CallerPolicy, Common, Consent, Disclosed,
-    Disclosure, E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify,
-    minimize,
+    CallEvent, CallerFields, CallerIdentity, CallerInput, Common, Consent, Disclosed, Disclosure,
+    E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify, minimize,
 };
 use super::{Completed, Correlation, Disposition};
 
@@ -22,6 +23,7 @@ pub struct Recorder {
     policies: std::sync::RwLock<Arc<HashMap<String, Policy>>>,
     default_policy: Policy,
     correlator: Option<Arc<Correlator>>,
+    suppression: Option<Arc<Suppression>>,
 }
 
 /// A carrier's record of a call's end, numbers already normalized.
@@ -66,6 +68,7 @@ impl Recorder {
             policies: std::sync::RwLock::new(Arc::new(policies)),
             default_policy,
             correlator: None,
+            suppression: None,
         }
     }
 
@@ -95,20 +98,56 @@ impl Recorder {
         self.correlator.as_ref()
     }
 
+    /// Remembers objections and restrictions across calls.
+    pub fn with_suppression(mut self, suppression: Arc<Suppression>) -> Self {
+        self.suppression = Some(suppression);
+        self
+    }
+
+    pub fn suppression(&self) -> Option<&Arc<Suppression>> {
+        self.suppression.as_ref()
+    }
+
+    /// What the suppression list says about this caller now (nothing for withheld callers).
+    pub fn standing(&self, identity: &CallerIdentity) -> Standing {
+        match (identity, &self.suppression) {
+            (CallerIdentity::Number(n), Some(list)) => list.standing(n, Utc::now()),
+            _ => Standing::default(),
+        }
+    }
+
+    /// The correlation key of a call at `tracking` from `caller` (a withheld caller has one of
+    /// its own: the tracking number and a fixed marker that is never a number).
     fn match_key(
         &self,
         tracking: &E164,
         caller: &CallerIdentity,
         at: DateTime<Utc>,
     ) -> Option<String> {
-        let CallerIdentity::Number(number) = caller else {
-            return None;
+        let caller = match caller {
+            CallerIdentity::Number(number) => number.as_str(),
+            CallerIdentity::Withheld => "withheld",
         };
-        let input = format!("{}|{}", tracking.as_str(), number.as_str());
+        let input = format!("{}|{caller}", tracking.as_str());
         self.keyring
             .pseudonymize(Purpose::Record, input.as_bytes(), at)
             .ok()
             .map(|p| p.value)
+    }
+
+    /// Every correlation key `number` can have had, for erasure: one per tracking number and
+    /// key epoch held.
+    pub fn match_keys_of(&self, number: &E164, tracking: &[E164]) -> Result<Vec<String>, KeyError> {
+        let caller = CallerIdentity::Number(number.clone());
+        let mut keys = Vec::new();
+        for at in super::subject::epoch_starts(&self.keyring)? {
+            keys.extend(
+                tracking
+                    .iter()
+                    .filter_map(|t| self.match_key(t, &caller, at)),
+            );
+        }
+        Ok(keys)
     }
 
     /// Adds a recorded SIP call to the correlation index.
@@ -116,18 +155,30 @@ impl Recorder {
         let Some(correlator) = &self.correlator else {
             return;
         };
+        let caller = if observed.caller.withheld {
+            CallerState::Withheld
+        } else if observed.caller.pseudonym.is_some() {
+            CallerState::Identified
+        } else {
+            CallerState::Unidentified
+        };
         let entry = correlate::Entry {
             call_key: observed.call_key.value.clone(),
             match_key: self.match_key(&observed.tracking_number, identity, at),
             consent: observed.consent,
             disclosure: observed.disclosure,
             offered_at: at,
+            caller: Some(caller),
         };
         correlator.insert(entry, Utc::now());
     }
 
-    /// The `call.completed` event for a CDR row, joined to its SIP call where one is known. A
-    /// caller keeps an identifier only if the SIP side informed them and they did not object.
+    /// The `call.completed` event for a CDR row, joined to its SIP call where one is known.
+    ///
+    /// The SIP side's decision about the caller holds for the whole call: a row joined to a
+    /// withheld call stays withheld even when the carrier exports the real A-number, and a
+    /// caller keeps an identifier only if the SIP side identified them (informed, no
+    /// objection). A row that joins nothing has no informed caller, so it keeps none either.
     pub fn completed(&self, facts: &CdrFacts<'_>) -> Result<Vec<u8>, KeyError> {
         let at = facts.start;
         let joined = self.correlator.as_ref().and_then(|c| {
@@ -138,42 +189,72 @@ impl Recorder {
                     .ok()?;
                 c.by_call_key(&key.value).map(|e| (e, Correlation::Sip))
             });
-            exact.or_else(|| {
-                let key = self.match_key(facts.tracking_number, facts.caller, at)?;
+            let near = |caller: &CallerIdentity| {
+                let key = self.match_key(facts.tracking_number, caller, at)?;
                 c.by_heuristic(&key, at, facts.tolerance)
                     .map(|e| (e, Correlation::Heuristic))
-            })
+            };
+            // A row with a number may belong to a withheld call: CLIR callers' numbers are in
+            // carriers' CDRs. Their own calls are tried first.
+            exact
+                .or_else(|| near(facts.caller))
+                .or_else(|| near(&CallerIdentity::Withheld))
         });
-        let joined_at = joined.as_ref().map(|(entry, _)| entry.offered_at);
-        let (call_key, consent, disclosure, informed, correlated) = match joined {
+        let (call_key, consent, disclosure, caller_state, correlated, key_at) = match joined {
             Some((entry, how)) => {
-                let informed = matches!(
-                    entry.disclosure,
-                    Disclosure::Played
-                        | Disclosure::Partial
-                        | Disclosure::Delegated
-                        | Disclosure::NotPlayed
-                );
                 let key = Pseudonym {
                     key_id: self.keyring.key_id(entry.offered_at),
-                    value: entry.call_key,
+                    value: entry.call_key.clone(),
                 };
-                (key, entry.consent, entry.disclosure, informed, how)
+                let state = entry.caller_state();
+                (
+                    key,
+                    entry.consent,
+                    entry.disclosure,
+                    state,
+                    how,
+                    entry.offered_at,
+                )
             }
             None => {
                 let key =
                     self.keyring
                         .pseudonymize(Purpose::CallKey, facts.record_key.as_bytes(), at)?;
-                (key, None, Disclosure::NotPlayed, false, Correlation::None)
+                let state = match facts.caller {
+                    CallerIdentity::Withheld => CallerState::Withheld,
+                    CallerIdentity::Number(_) => CallerState::Unidentified,
+                };
+                (
+                    key,
+                    None,
+                    Disclosure::NotPlayed,
+                    state,
+                    Correlation::None,
+                    at,
+                )
             }
         };
-        let mut policy = self.policy(facts.campaign_id);
-        if !informed {
-            policy.caller = CallerPolicy::Drop;
-        }
+        let identity = match caller_state {
+            CallerState::Withheld => &CallerIdentity::Withheld,
+            CallerState::Identified | CallerState::Unidentified => facts.caller,
+        };
+        let standing = self.standing(identity);
+        let consent = match consent {
+            None if standing.objected => Some(Consent::ObjectedEarlier),
+            other => other,
+        };
+        let grounds = Grounds {
+            informed: caller_state == CallerState::Identified,
+            consent: if standing.objected {
+                Some(Consent::ObjectedEarlier)
+            } else {
+                consent
+            },
+            restricted: standing.restricted,
+        };
         // The caller pseudonym comes from the call key's epoch, so one event never mixes keys.
-        let key_at = joined_at.unwrap_or(at);
-        let caller = minimize(facts.caller, consent, &policy, &self.keyring, key_at)?;
+        let policy = self.policy(facts.campaign_id);
+        let caller = minimize(identity, grounds, &policy, &self.keyring, key_at)?;
         let common = Common::new(
             facts.ended.unwrap_or(at),
             call_key,
@@ -203,8 +284,9 @@ impl Recorder {
     }
 
     /// Pseudonymizes one call. `call_id` is the SIP Call-ID; it only ever leaves as a keyed hash.
-    /// An objection (`consent`) leaves neither pseudonym nor region; so does a caller who was not
-    /// `informed` (the announcement could not be played).
+    /// The caller keeps an identifier only when `informed` (see `privacy::informed`) and not
+    /// objecting; a fresh objection goes on the suppression list, and a caller already on it is
+    /// recorded as `objected_earlier`.
     #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
@@ -217,12 +299,27 @@ impl Recorder {
         tracking_number: &E164,
         at: DateTime<Utc>,
     ) -> Result<Observed, KeyError> {
-        let mut policy = self.policy(campaign_id);
-        if !informed {
-            // A caller who could not hear the notice keeps no identifier in our events.
-            policy.caller = CallerPolicy::Drop;
-        }
-        let caller = minimize(identity, consent, &policy, &self.keyring, at)?;
+        let standing = self.standing(identity);
+        let consent = match consent {
+            Some(Consent::Objected) => {
+                self.remember_objection(identity);
+                Some(Consent::Objected)
+            }
+            _ if standing.objected => Some(Consent::ObjectedEarlier),
+            other => other,
+        };
+        let grounds = Grounds {
+            informed,
+            consent,
+            restricted: standing.restricted,
+        };
+        let caller = minimize(
+            identity,
+            grounds,
+            &self.policy(campaign_id),
+            &self.keyring,
+            at,
+        )?;
         let call_key = self
             .keyring
             .pseudonymize(Purpose::CallKey, call_id.as_bytes(), at)?;
@@ -234,6 +331,16 @@ impl Recorder {
             disclosure,
             consent,
         })
+    }
+
+    fn remember_objection(&self, identity: &CallerIdentity) {
+        let (CallerIdentity::Number(number), Some(list)) = (identity, &self.suppression) else {
+            return;
+        };
+        if let Err(err) = list.object(number, Utc::now()) {
+            // The path in the error is ours; the number never is.
+            tracing::warn!(error = %err, "Objection could not be saved to the suppression list.");
+        }
     }
 }
 

@@ -6,25 +6,27 @@
 
 use std::collections::HashSet;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 
 use super::epoch;
 use super::{E164, KeyError, Keyring, Pseudonym, Purpose};
 
+/// The first instant of every key epoch still on disk.
+pub fn epoch_starts(keyring: &Keyring) -> Result<Vec<DateTime<Utc>>, KeyError> {
+    Ok(keyring
+        .list()?
+        .iter()
+        .filter_map(|key| epoch::start(&key.key_id)?.and_hms_opt(0, 0, 0))
+        .map(|midnight| Utc.from_utc_datetime(&midnight))
+        .collect())
+}
+
 /// The caller pseudonyms `number` has had, one per key still on disk.
 pub fn pseudonyms(keyring: &Keyring, number: &E164) -> Result<Vec<Pseudonym>, KeyError> {
-    let mut out = Vec::new();
-    for key in keyring.list()? {
-        let Some(day) = epoch::start(&key.key_id) else {
-            continue;
-        };
-        let Some(midnight) = day.and_hms_opt(0, 0, 0) else {
-            continue;
-        };
-        let at = Utc.from_utc_datetime(&midnight);
-        out.push(keyring.pseudonymize(Purpose::Caller, number.as_str().as_bytes(), at)?);
-    }
-    Ok(out)
+    epoch_starts(keyring)?
+        .into_iter()
+        .map(|at| keyring.pseudonymize(Purpose::Caller, number.as_str().as_bytes(), at))
+        .collect()
 }
 
 /// Keeps the JSON event lines whose `caller_pseudonym` is one of `pseudonyms`.

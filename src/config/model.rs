@@ -340,6 +340,10 @@ pub struct Announcement {
     /// Recordings by the caller's country calling code, e.g. `"49" = "disclosure-de.wav"`.
     #[serde(default)]
     pub variants: BTreeMap<String, PathBuf>,
+    /// Seconds into the recording by which everything a caller must be told has been said.
+    /// A caller who hangs up later counts as informed; unset means the whole recording.
+    #[serde(default)]
+    pub informed_after_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -356,6 +360,9 @@ pub struct Privacy {
     /// Pseudonym keys kept, newest first; older ones are shredded at start-up and daily.
     #[serde(default = "default_keep_keys")]
     pub keep_keys: usize,
+    /// Days an objection or restriction stays on the suppression list after it was recorded.
+    #[serde(default = "default_suppression_days")]
+    pub suppression_retention_days: u32,
 }
 
 impl Default for Privacy {
@@ -365,8 +372,12 @@ impl Default for Privacy {
             rotation: crate::call::Rotation::default(),
             region_digits: 0,
             keep_keys: default_keep_keys(),
+            suppression_retention_days: default_suppression_days(),
         }
     }
+}
+fn default_suppression_days() -> u32 {
+    730
 }
 fn default_key_dir() -> PathBuf {
     PathBuf::from("keys")

@@ -88,9 +88,25 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
                     .iter()
                     .map(|(code, file)| (format!("announcements.{id}.variants.{code}"), file)),
             );
+        let point = announcement.informed_after_seconds;
+        if point.is_some_and(|p| !p.is_finite() || p <= 0.0) {
+            problems.push((
+                format!("announcements.{id}.informed_after_seconds"),
+                "must be a positive number of seconds".to_owned(),
+            ));
+        }
         for (path, file) in files {
-            if let Err(err) = crate::media::wav::load(file, id, &announcement.version) {
-                problems.push((path, err.to_string()));
+            match crate::media::wav::load(file, id, &announcement.version) {
+                Err(err) => problems.push((path, err.to_string())),
+                // A point the recording never reaches would make "informed" mean "the whole
+                // notice" silently; say so instead.
+                Ok(loaded) if point.is_some_and(|p| p > loaded.duration.as_secs_f64()) => {
+                    problems.push((
+                        format!("announcements.{id}.informed_after_seconds"),
+                        "is later than the end of this announcement's recording".to_owned(),
+                    ));
+                }
+                Ok(_) => {}
             }
         }
         for code in announcement.variants.keys() {
@@ -230,15 +246,20 @@ fn campaign_problems(
                 "the external hook needs a sip:, sips: or tel: URI",
             );
         }
-        // GDPR Art. 13: no notice, no identifier. A campaign that skips the announcement must
-        // not keep a caller pseudonym.
-        Hook::None if campaign.caller != crate::call::CallerPolicy::Drop => {
-            problem(
-                "caller",
-                "a campaign without a disclosure must set caller = \"drop\"",
-            );
-        }
         _ => {}
+    }
+    // The privacy manifest says which fields a campaign may emit (GDPR Art. 13: no notice, no
+    // identifier); a campaign whose settings would emit another is refused.
+    let manifest = crate::call::manifest::Manifest::builtin();
+    if let Some((field, _)) = manifest.refused(campaign.caller, campaign.hook()).first() {
+        problem(
+            "caller",
+            &format!(
+                "would emit {field}, which the privacy manifest allows only with a disclosure \
+                 (early-media or external); a campaign without a disclosure must set \
+                 caller = \"drop\""
+            ),
+        );
     }
     if !"0123456789*#".contains(campaign.objection_digit) {
         problem("objection_digit", "must be one of 0-9, * or #");

@@ -3,6 +3,7 @@
 //! notification, and an orderly shutdown on SIGTERM/SIGINT.
 
 mod status;
+mod subject;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::call::correlate::{self, Correlator};
 use crate::call::disclosure::{Plan, WithoutSdp};
+use crate::call::suppression::Suppression;
 use crate::call::{CallerPolicy, E164, Keyring, Normalizer, Policy, Recorder};
 use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
@@ -44,6 +46,8 @@ pub enum StartError {
     },
     #[error("pseudonym keys: {0}")]
     Keys(#[from] crate::call::KeyError),
+    #[error(transparent)]
+    Suppression(#[from] crate::call::suppression::SuppressionError),
     #[error("outbox: {0}")]
     Outbox(#[from] outbox::Error),
     #[error("numbers: {0}")]
@@ -73,6 +77,7 @@ pub struct Daemon {
     correlator: Arc<Correlator>,
     ingestor: Arc<Ingestor>,
     recorder: Arc<Recorder>,
+    subjects: Arc<subject::Subjects>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     tls: Vec<TcpListener>,
@@ -121,6 +126,12 @@ pub fn plans(config: &Config) -> Result<HashMap<String, Arc<Plan>>, StartError> 
                 config::WithoutSdp::Reject => WithoutSdp::Reject,
             },
             objection_digit: campaign.objection_digit,
+            informed_after: campaign
+                .announcement
+                .as_deref()
+                .and_then(|a| config.announcements.get(a)?.informed_after_seconds)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .map(crate::call::Seconds::from_duration),
         };
         plans.insert(id.clone(), Arc::new(plan));
     }
@@ -156,6 +167,11 @@ pub fn pool_map(config: &Config) -> Result<HashMap<String, String>, StartError> 
         .into_iter()
         .map(|(number, campaign)| (number.as_str().to_owned(), campaign))
         .collect())
+}
+
+/// The pool's numbers in E.164.
+fn tracking_numbers(config: &Config) -> Result<Vec<E164>, StartError> {
+    Ok(resolved_pool(config)?.into_iter().map(|(n, _)| n).collect())
 }
 
 /// The pool's numbers in E.164, each with its campaign id: the one place pool entries are read.
@@ -219,19 +235,28 @@ pub fn ingestor(
     .map_err(|e| StartError::Cdr(e.to_string()))
 }
 
-/// The call recorder with each campaign's minimization policy.
+/// The call recorder with each campaign's minimization policy and the suppression list.
 pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartError> {
     let normalizer = number_normalizer(config)?;
     let default = Policy {
         caller: CallerPolicy::default(),
         region_digits: Some(config.privacy.region_digits),
     };
-    Ok(Recorder::new(
-        keyring,
-        normalizer,
-        policies(config),
-        default,
-    ))
+    let suppression = open_suppression(config)?;
+    Ok(
+        Recorder::new(keyring, normalizer, policies(config), default)
+            .with_suppression(Arc::new(suppression)),
+    )
+}
+
+/// `<data_dir>/privacy/`: the suppression list and its standing key.
+pub fn open_suppression(config: &Config) -> Result<Suppression, StartError> {
+    let retention = chrono::TimeDelta::days(i64::from(config.privacy.suppression_retention_days));
+    Ok(Suppression::open(
+        &config.data_dir.join("privacy"),
+        retention,
+        chrono::Utc::now(),
+    )?)
 }
 
 /// Each campaign's minimization policy.
@@ -346,12 +371,19 @@ impl Daemon {
         let control = Some(Control::bind(
             &config.state_path(&config.ops.control_socket),
         )?);
+        let subjects = Arc::new(subject::Subjects {
+            recorder: recorder.clone(),
+            outbox: outbox.clone(),
+            normalizer: number_normalizer(&config)?,
+            tracking: std::sync::RwLock::new(tracking_numbers(&config)?),
+        });
         Ok(Self {
             edge,
             outbox,
             correlator,
             ingestor,
             recorder,
+            subjects,
             udp,
             tcp,
             tls,
@@ -422,6 +454,11 @@ impl Daemon {
         self.edge.set_routing(routing);
         self.recorder.set_policies(policies(config));
         self.ingestor.completer().set_pool(pool);
+        *self
+            .subjects
+            .tracking
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tracking_numbers(config)?;
         Ok(())
     }
 
@@ -492,6 +529,7 @@ impl Daemon {
                 forwarder: forwarder_stats.map(|stats| (stats, forwarder_running.clone())),
                 listeners,
                 feeds: self.config.cdr.feeds.clone(),
+                subjects: self.subjects.clone(),
             });
             tasks.spawn(control.serve(handler, shutdown.clone()));
         }
@@ -697,8 +735,9 @@ fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
     }
 }
 
-/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded and CDR
-/// quarantine rows past their retention purged, hourly (cheap: a directory listing each).
+/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded, CDR
+/// quarantine rows and suppression entries past their retention purged, hourly (cheap: a
+/// directory listing or a small file each).
 async fn housekeeping_loop(
     metrics: Metrics,
     recorder: Arc<Recorder>,
@@ -717,6 +756,12 @@ async fn housekeeping_loop(
                 let _ = tokio::task::spawn_blocking(move || {
                     prune_keys(recorder.keyring(), keep_keys, &metrics);
                     ingestor.purge(quarantine_days);
+                    let purged = recorder
+                        .suppression()
+                        .map(|list| list.purge(chrono::Utc::now()));
+                    if let Some(Err(err)) = purged {
+                        warn!(error = %err, "Expired suppression entries could not be purged.");
+                    }
                 })
                 .await;
             }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::call::Recorder;
 use crate::cdr::Feed;
-use crate::ops::control::Handler;
+use crate::ops::control::{Answer, Handler, SubjectNumber, SubjectReceipt, SubjectRequest};
 use crate::ops::metrics::StreamLabel;
 use crate::ops::status::{
     Calls, FeedStatus, ForwarderState, ForwarderStatus, Listener, OutboxStatus, Status,
@@ -24,9 +24,18 @@ pub(super) struct Source {
     pub forwarder: Option<(Arc<Stats>, Arc<AtomicBool>)>,
     pub listeners: Vec<Listener>,
     pub feeds: Vec<Feed>,
+    pub subjects: Arc<super::subject::Subjects>,
 }
 
 impl Handler for Source {
+    fn subject<'a>(
+        &'a self,
+        request: SubjectRequest,
+        number: &'a SubjectNumber,
+    ) -> Answer<'a, Result<SubjectReceipt, String>> {
+        Box::pin(self.subjects.clone().handle(request, number))
+    }
+
     fn status(&self) -> Status {
         let usage = self.outbox.usage().ok();
         let metrics = self.edge.metrics();

@@ -22,7 +22,7 @@ use tracing::debug;
 
 use super::dtmf::DtmfDetector;
 use super::g711::Codec;
-use super::rtp::{Packetizer, Start};
+use super::rtp::{Latch, Packetizer, Start};
 use super::wav::Announcement;
 
 /// One packet's worth of audio: 160 samples at 8 kHz.
@@ -47,6 +47,8 @@ pub struct PlayOutcome {
     pub objected: bool,
     /// The call went away (CANCEL, timeout, shutdown).
     pub cancelled: bool,
+    /// Packets ignored because they came from other than the caller's latched stream.
+    pub foreign_packets: u64,
 }
 
 /// Absolute-deadline schedule for packets (sans-IO: takes `now`, returns deadlines).
@@ -79,8 +81,9 @@ impl Pacer {
 /// Streams `announcement` to `remote` from `socket` until it ends, the caller presses
 /// `objection_digit` (detected only when `te_pt` was negotiated), or `cancel` fires.
 ///
-/// Key presses are accepted from any source address: behind NAT the caller's RTP rarely
-/// comes from the address in their SDP, and a spoofed objection can only reduce tracking.
+/// Key presses are accepted only from the caller's stream (`rtp::Latch`): behind NAT the
+/// caller's RTP rarely comes from the address in their SDP, so the first RTP packet latches,
+/// and the signalled address may take over; anything else could forge or suppress an objection.
 pub async fn play(
     socket: UdpSocket,
     remote: SocketAddr,
@@ -95,6 +98,7 @@ pub async fn play(
     let mut packets = Packetizer::new(announcement.payload(codec), codec, start);
     let mut pacer = Pacer::new(Instant::now());
     let mut detector = DtmfDetector::new();
+    let mut latch = Latch::new(remote);
     let mut buf = [0u8; RECV_BUF];
     let mut listening = true;
     let mut recv_errors = 0u32;
@@ -123,9 +127,14 @@ pub async fn play(
                 pacer.sent(Instant::now());
             }
             r = socket.recv_from(&mut buf), if listening => match r {
-                Ok((n, _from)) => {
+                Ok((n, from)) => {
                     recv_errors = 0;
-                    let key = te_pt.and_then(|pt| detector.on_rtp(buf.get(..n)?, pt));
+                    let packet = buf.get(..n).unwrap_or_default();
+                    if !latch.accepts(from, packet) {
+                        outcome.foreign_packets += 1;
+                        continue;
+                    }
+                    let key = te_pt.and_then(|pt| detector.on_rtp(packet, pt));
                     if key == Some(objection_digit) {
                         outcome.objected = true;
                         break;

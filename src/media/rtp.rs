@@ -4,6 +4,8 @@
 //!
 //! The packetizer does no timing: the player decides when `next` is called.
 
+use std::net::SocketAddr;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use rand::Rng;
 
@@ -112,6 +114,45 @@ impl Iterator for Packetizer {
 }
 
 impl ExactSizeIterator for Packetizer {}
+
+/// Which received packets belong to the caller's stream (symmetric RTP latching): the first
+/// well-formed RTP packet fixes the source address and SSRC; a packet from the address the
+/// caller's SDP named takes the latch over once (the signalled address is the better claim,
+/// a NAT-ed caller's first packet the only one). Everything else is foreign, so key presses
+/// cannot be injected by whoever learns the port.
+#[derive(Debug, Clone, Copy)]
+pub struct Latch {
+    signalled: SocketAddr,
+    latched: Option<(SocketAddr, u32)>,
+}
+
+impl Latch {
+    pub fn new(signalled: SocketAddr) -> Self {
+        Self {
+            signalled,
+            latched: None,
+        }
+    }
+
+    /// Whether `packet` from `from` is the caller's.
+    pub fn accepts(&mut self, from: SocketAddr, packet: &[u8]) -> bool {
+        let Some((header, _)) = parse(packet) else {
+            return false;
+        };
+        match self.latched {
+            Some(latched) if latched == (from, header.ssrc) => true,
+            Some((source, _)) if source != self.signalled && from == self.signalled => {
+                self.latched = Some((from, header.ssrc));
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.latched = Some((from, header.ssrc));
+                true
+            }
+        }
+    }
+}
 
 /// The header fields of a received packet that the DTMF detector needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +266,29 @@ mod tests {
         let c = Start::random(&mut rand::rngs::StdRng::seed_from_u64(8));
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn latch_keeps_the_first_stream_and_yields_once_to_the_signalled_address() {
+        let signalled: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let nat: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.3:6000".parse().unwrap();
+        let pkt = |ssrc: u32| {
+            let mut p = vec![0x80, 0, 0, 1, 0, 0, 0, 0];
+            p.extend_from_slice(&ssrc.to_be_bytes());
+            p
+        };
+        let mut latch = Latch::new(signalled);
+        assert!(!latch.accepts(nat, b"not rtp"), "only RTP latches");
+        assert!(latch.accepts(nat, &pkt(7)));
+        assert!(!latch.accepts(other, &pkt(7)), "another source");
+        assert!(!latch.accepts(nat, &pkt(8)), "another SSRC");
+        assert!(
+            latch.accepts(signalled, &pkt(9)),
+            "the signalled address takes over"
+        );
+        assert!(!latch.accepts(nat, &pkt(7)), "and keeps it");
+        assert!(latch.accepts(signalled, &pkt(9)));
     }
 
     #[test]

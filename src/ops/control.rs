@@ -19,27 +19,79 @@ use super::status::Status;
 
 /// A request line longer than this is refused (requests are a few dozen bytes).
 const MAX_REQUEST: usize = 64 * 1024;
+/// Reading the request line, and a status answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// A data-subject request searches (and may rewrite) the whole outbox.
+const SUBJECT_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
+    /// A data-subject request for one phone number.
+    Subject {
+        request: SubjectRequest,
+        number: SubjectNumber,
+    },
+}
+
+pub use crate::call::subject_event::Request as SubjectRequest;
+
+/// The phone number of a data-subject request, as the DPO typed it. Only the daemon's
+/// normalizer reads it; `Debug` never shows it, so no log line or panic message can.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SubjectNumber(pub String);
+
+impl std::fmt::Debug for SubjectNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectNumber(…)")
+    }
+}
+
+/// What the daemon did for a data-subject request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubjectReceipt {
+    /// For the DPO's records; also in the request's events.
+    pub receipt_id: String,
+    pub request: SubjectRequest,
+    /// Local events that carry one of the subject's pseudonyms.
+    pub events_found: u64,
+    /// Key epochs searched (one pseudonym each).
+    pub keys: usize,
+    /// Erase: correlation-index entries and suppression-list entries dropped.
+    #[serde(default)]
+    pub index_entries_dropped: usize,
+    #[serde(default)]
+    pub suppression_entry_dropped: bool,
+    /// Export: the events themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Status(Box<Status>),
-    /// The request was not understood; the text says why in fixed words.
+    Subject(Box<SubjectReceipt>),
+    /// The request was not understood or could not be done; the text says why in fixed words.
     Error {
         message: String,
     },
 }
 
+/// A boxed future, so the handler trait stays object-safe.
+pub type Answer<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// What the daemon answers with.
 pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> Status;
+    /// Carries out a data-subject request; the error is fixed words without the number.
+    fn subject<'a>(
+        &'a self,
+        request: SubjectRequest,
+        number: &'a SubjectNumber,
+    ) -> Answer<'a, Result<SubjectReceipt, String>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +177,7 @@ impl Control {
             }
             let handler = handler.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(TIMEOUT, answer(stream, handler.as_ref())).await;
+                let _ = answer(stream, handler.as_ref()).await;
             });
         }
         let _ = std::fs::remove_file(&self.path);
@@ -136,9 +188,20 @@ async fn answer(stream: UnixStream, handler: &dyn Handler) -> std::io::Result<()
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
-    reader.read_until(b'\n', &mut line).await?;
+    tokio::time::timeout(TIMEOUT, reader.read_until(b'\n', &mut line))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let response = match serde_json::from_slice::<Request>(&line) {
         Ok(Request::Status) => Response::Status(Box::new(handler.status())),
+        Ok(Request::Subject { request, number }) => {
+            match tokio::time::timeout(SUBJECT_TIMEOUT, handler.subject(request, &number)).await {
+                Ok(Ok(receipt)) => Response::Subject(Box::new(receipt)),
+                Ok(Err(message)) => Response::Error { message },
+                Err(_) => Response::Error {
+                    message: "the request took too long; see the daemon's log".to_owned(),
+                },
+            }
+        }
         Err(_) => Response::Error {
             message: "not a control request (expected {\"command\":\"status\"})".to_owned(),
         },
@@ -152,7 +215,11 @@ async fn answer(stream: UnixStream, handler: &dyn Handler) -> std::io::Result<()
 /// The client side, for the CLI: one request, one answer, bounded in time.
 pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
     let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(io(path))?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(io(path))?;
+    let wait = match request {
+        Request::Status => TIMEOUT,
+        Request::Subject { .. } => SUBJECT_TIMEOUT + TIMEOUT,
+    };
+    stream.set_read_timeout(Some(wait)).map_err(io(path))?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io(path))?;
     let mut line = serde_json::to_vec(request).map_err(ControlError::Answer)?;
     line.push(b'\n');
@@ -176,6 +243,27 @@ mod tests {
 
     struct Fixed;
     impl Handler for Fixed {
+        fn subject<'a>(
+            &'a self,
+            request: SubjectRequest,
+            number: &'a SubjectNumber,
+        ) -> Answer<'a, Result<SubjectReceipt, String>> {
+            Box::pin(async move {
+                if number.0 != "+4930123456" {
+                    return Err("standard input is not a phone number".to_owned());
+                }
+                Ok(SubjectReceipt {
+                    receipt_id: "r-1".into(),
+                    request,
+                    events_found: 2,
+                    keys: 1,
+                    index_entries_dropped: 0,
+                    suppression_entry_dropped: false,
+                    events: None,
+                })
+            })
+        }
+
         fn status(&self) -> Status {
             Status {
                 version: "0.0.0".into(),
@@ -239,6 +327,32 @@ mod tests {
         .await
         .unwrap();
         assert!(raw.contains("\"result\":\"error\""), "{raw}");
+        // A subject request round-trips; its refusal is the handler's fixed words.
+        let p = path.clone();
+        let (ok, refused) = tokio::task::spawn_blocking(move || {
+            let ask = |n: &str| {
+                request(
+                    &p,
+                    &Request::Subject {
+                        request: SubjectRequest::Object,
+                        number: SubjectNumber(n.to_owned()),
+                    },
+                )
+            };
+            (ask("+4930123456"), ask("nonsense"))
+        })
+        .await
+        .unwrap();
+        let Response::Subject(receipt) = ok.unwrap() else {
+            panic!("not a receipt")
+        };
+        assert_eq!(
+            (receipt.request, receipt.events_found),
+            (SubjectRequest::Object, 2)
+        );
+        let refused = refused.unwrap_err().to_string();
+        assert!(refused.contains("not a phone number"), "{refused}");
+        assert!(!format!("{:?}", SubjectNumber("+4930123456".into())).contains("30123456"));
         stop.cancel();
         server.await.unwrap();
         assert!(!path.exists(), "socket removed on shutdown");

@@ -167,6 +167,10 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     pub reliable_provisionals_retransmitted: Counter,
     pub prack_timeouts: Counter,
+    /// INFO for an announcing call that did not carry its early dialog's tags and CSeq.
+    pub info_outside_dialog: Counter,
+    /// RTP packets at an announcing call's port from a source other than the latched one.
+    pub rtp_foreign_packets: Counter,
     pub calls_offered: Counter,
     pub calls_redirected: Counter,
     pub events_written: Counter,
@@ -293,6 +297,16 @@ impl Metrics {
             "sip_prack_timeouts",
             "Reliable provisional responses never acknowledged by PRACK (call refused 504)",
             m.prack_timeouts.clone(),
+        );
+        r.register(
+            "sip_info_outside_dialog",
+            "INFO requests for an announcing call refused 481: not in its early dialog",
+            m.info_outside_dialog.clone(),
+        );
+        r.register(
+            "rtp_foreign_packets",
+            "Packets at an announcement's RTP port from other than the latched source, ignored",
+            m.rtp_foreign_packets.clone(),
         );
         r.register(
             "calls_offered",

@@ -21,6 +21,7 @@ mod pos;
 mod reader;
 mod record;
 mod recover;
+pub mod redact;
 mod retention;
 mod scan;
 mod segment;

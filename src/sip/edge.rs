@@ -477,6 +477,13 @@ impl Edge {
     /// signalling, for carriers that do not pass RFC 4733 events. `None` defers to the UAS.
     fn on_info(&self, req: &Request) -> Option<u16> {
         let control = lock(&self.calls).get(req.call_id()).cloned()?;
+        let in_dialog = req.to().tag() == Some(control.to_tag.as_str())
+            && req.from().tag().unwrap_or_default() == control.from_tag
+            && req.cseq().seq > control.invite_cseq;
+        if !in_dialog {
+            self.metrics.info_outside_dialog.inc();
+            return Some(481);
+        }
         let digit = crate::media::dtmf::parse_info(&req.body);
         if digit == Some(control.objection_digit) {
             control
@@ -646,17 +653,37 @@ pub fn transaction_key(req: &Request) -> Key {
 /// The identity inputs of a request; display names are never taken.
 fn caller_input(req: &Request) -> CallerInput {
     let user_of = |uri: &Uri| uas::dialled_digits(uri);
-    let pai = req
-        .headers
-        .get_all("P-Asserted-Identity")
-        .into_iter()
-        .filter_map(|v| crate::sip::NameAddr::parse(v).ok())
-        .find_map(|na| user_of(&na.uri));
+    let identities = |name| {
+        req.headers
+            .get_all(name)
+            .into_iter()
+            .filter_map(|v| crate::sip::NameAddr::parse(v).ok())
+            .collect::<Vec<_>>()
+    };
+    let first_user = |name| identities(name).iter().find_map(|na| user_of(&na.uri));
+    // Remote-Party-ID without `party` names the calling party (draft-ietf-sip-privacy-04 §5).
+    let calling_party = identities("Remote-Party-ID").into_iter().find(|na| {
+        na.params
+            .value("party")
+            .is_none_or(|p| p.eq_ignore_ascii_case("calling"))
+    });
     let from = req.from();
     CallerInput {
-        p_asserted_user: pai,
+        p_asserted_user: first_user("P-Asserted-Identity"),
+        p_preferred_user: first_user("P-Preferred-Identity"),
+        remote_party_private: calling_party.as_ref().is_some_and(|na| {
+            na.params
+                .value("privacy")
+                .is_some_and(crate::call::caller::remote_party_hides_number)
+        }),
+        remote_party_user: calling_party.as_ref().and_then(|na| user_of(&na.uri)),
         from_user: user_of(&from.uri),
-        privacy: req.headers.get("Privacy").map(str::to_owned),
+        privacy: req
+            .headers
+            .get_all("Privacy")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         from_host: match &from.uri {
             Uri::Sip(sip) => Some(route::host_text(&sip.host)),
             _ => None,

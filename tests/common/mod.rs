@@ -221,6 +221,27 @@ impl Daemon {
         self.dir.path().join("var")
     }
 
+    /// Runs `calltrackd ARGS --config <this daemon's config>` with `stdin` as standard input.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("calltrackd.toml"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run calltrackd");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("calltrackd output")
+    }
+
     /// GET a path from the daemon's metrics endpoint (needs `[ops] metrics_listen`).
     pub fn http_get(&self, path: &str) -> String {
         use std::io::{Read as _, Write as _};

@@ -14,6 +14,8 @@ pub struct Uac {
     pub call_id: String,
     branch: String,
     number: String,
+    /// The From header value, without its tag.
+    from: String,
     /// The To header of the last response that carried a tag.
     pub to: Mutex<Option<String>>,
     /// The INVITE, resent by Timer A until any response arrives (RFC 3261 §17.1.1.2).
@@ -76,9 +78,16 @@ impl Uac {
             call_id: format!("uac-{tag}@127.0.0.1"),
             branch: format!("z9hG4bK-{tag}"),
             number: number.to_owned(),
+            from: "<sip:+4917612345678@127.0.0.1>".to_owned(),
             to: Mutex::new(None),
             invite: Mutex::new(None),
         }
+    }
+
+    /// Uses `from` (a name-addr without tag) as the From header.
+    pub fn with_from(mut self, from: &str) -> Self {
+        self.from = from.to_owned();
+        self
     }
 
     fn sip_port(&self) -> u16 {
@@ -90,9 +99,14 @@ impl Uac {
     }
 
     fn headers(&self, method: &str, cseq: u32, branch: &str, to: &str) -> String {
+        self.headers_tagged(method, cseq, branch, to, "uac")
+    }
+
+    fn headers_tagged(&self, method: &str, cseq: u32, branch: &str, to: &str, tag: &str) -> String {
         format!(
-            "Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\nFrom: <sip:+4917612345678@127.0.0.1>;tag=uac\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
+            "Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\nFrom: {from};tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
             port = self.sip_port(),
+            from = self.from,
             call_id = self.call_id,
         )
     }
@@ -165,12 +179,18 @@ impl Uac {
 
     /// SIP INFO with application/dtmf-relay inside the early dialog.
     pub fn info_digit(&self, digit: char) {
+        self.info_digit_as(digit, "uac", 2);
+    }
+
+    /// SIP INFO with this From tag and CSeq: outside the dialog unless they are the call's.
+    pub fn info_digit_as(&self, digit: char, from_tag: &str, cseq: u32) {
         let to = self.dialog_to();
         let body = format!("Signal={digit}\r\nDuration=160\r\n");
+        let branch = format!("{}-info{cseq}{from_tag}", self.branch);
         let msg = format!(
             "INFO sip:{}@127.0.0.1 SIP/2.0\r\n{}Content-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\n{body}",
             self.number,
-            self.headers("INFO", 2, &format!("{}-info", self.branch), &to),
+            self.headers_tagged("INFO", cseq, &branch, &to, from_tag),
             body.len()
         );
         self.sip.send_to(msg.as_bytes(), self.daemon).expect("send");
@@ -255,13 +275,18 @@ impl Uac {
 
     /// Sends an RFC 4733 key press (three end packets, as senders do) to `to`.
     pub fn send_dtmf(&self, to: SocketAddr, digit: u8) {
-        for (i, end) in [false, true, true, true].into_iter().enumerate() {
-            let mut p = vec![0x80, 101, 0, i as u8, 0, 0, 0x10, 0, 0, 0, 0, 1];
-            let duration: u16 = 160 * (i as u16 + 1);
-            p.extend_from_slice(&[digit, if end { 0x80 | 10 } else { 10 }]);
-            p.extend_from_slice(&duration.to_be_bytes());
-            self.media.send_to(&p, to).expect("send dtmf");
-        }
+        send_dtmf_from(&self.media, to, digit);
+    }
+}
+
+/// An RFC 4733 key press from any socket (a forger's, say).
+pub fn send_dtmf_from(socket: &UdpSocket, to: SocketAddr, digit: u8) {
+    for (i, end) in [false, true, true, true].into_iter().enumerate() {
+        let mut p = vec![0x80, 101, 0, i as u8, 0, 0, 0x10, 0, 0, 0, 0, 1];
+        let duration: u16 = 160 * (i as u16 + 1);
+        p.extend_from_slice(&[digit, if end { 0x80 | 10 } else { 10 }]);
+        p.extend_from_slice(&duration.to_be_bytes());
+        socket.send_to(&p, to).expect("send dtmf");
     }
 }
 

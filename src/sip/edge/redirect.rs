@@ -15,7 +15,9 @@ use tracing::{debug, warn};
 
 use super::{Arrival, Edge, ReliableProvisional, lock};
 use crate::call::disclosure::WithoutSdp;
-use crate::call::{CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Seconds};
+use crate::call::{
+    CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Seconds, privacy,
+};
 use crate::media::{self, LocalMedia, PlayOutcome};
 use crate::outbox;
 use crate::sip::reliable::{Due, Reliable};
@@ -28,8 +30,13 @@ pub(super) struct Control {
     pub(super) cancel: CancellationToken,
     pub(super) objected: AtomicBool,
     pub(super) objection_digit: char,
-    /// Our To tag: in-dialog requests (PRACK) must carry it.
+    /// Our To tag: in-dialog requests (PRACK, INFO) must carry it.
     pub(super) to_tag: String,
+    /// The caller's From tag and the INVITE's CSeq: an INFO belongs to the early dialog only
+    /// with the same From tag and a higher CSeq (RFC 3261 §12.2.2), so an objection cannot be
+    /// forged by anyone who merely learnt the Call-ID.
+    pub(super) from_tag: String,
+    pub(super) invite_cseq: u32,
     /// Present when the 183 goes out reliably (RFC 3262).
     pub(super) reliable: Option<Mutex<Reliable>>,
     /// Set when a reliable 183 was never acknowledged; the call then ends with 500.
@@ -116,7 +123,8 @@ impl Edge {
             } else {
                 Disclosure::Delegated
             };
-            let observed = self.observe(invite, &identity, route, disclosure, None, true);
+            // Nobody told them anything yet: not informed, whatever the hook.
+            let observed = self.observe(invite, &identity, route, disclosure, None, false);
             if let Ok(observed) = observed {
                 let events = [
                     observed.offered(invite.at),
@@ -129,7 +137,7 @@ impl Edge {
         match plan.hook {
             Hook::None => {
                 let observed =
-                    self.observe(invite, &identity, route, Disclosure::NotPlayed, None, true);
+                    self.observe(invite, &identity, route, Disclosure::NotPlayed, None, false);
                 self.record_routed(
                     observed,
                     &identity,
@@ -140,8 +148,16 @@ impl Edge {
                 .await
             }
             Hook::External => {
-                let observed =
-                    self.observe(invite, &identity, route, Disclosure::Delegated, None, true);
+                // The external announcer informs: the operator vouches for it by configuring it.
+                let informed = privacy::informed(Disclosure::Delegated, Seconds::default(), None);
+                let observed = self.observe(
+                    invite,
+                    &identity,
+                    route,
+                    Disclosure::Delegated,
+                    None,
+                    informed,
+                );
                 let uri = plan.external_uri.as_deref().unwrap_or(&route.destination);
                 self.record_routed(observed, &identity, invite.at, None, redirect(uri))
                     .await
@@ -165,6 +181,14 @@ impl Edge {
                 headers: Vec::new(),
             };
         };
+        if self.recorder.standing(identity).objected {
+            // The caller objected on an earlier call: they are not asked again, and the call is
+            // recorded without identifier (`consent: objected_earlier`).
+            let observed = self.observe(invite, identity, route, Disclosure::Skipped, None, false);
+            return self
+                .record_routed(observed, identity, invite.at, None, redirect)
+                .await;
+        }
         // No SDP (or an offer that will not receive): no early media possible.
         let local = |port| LocalMedia {
             addr: self.media.address,
@@ -242,6 +266,8 @@ impl Edge {
             objected: AtomicBool::new(false),
             objection_digit: plan.objection_digit,
             to_tag: invite.to_tag.clone(),
+            from_tag: invite.req.from().tag().unwrap_or_default().to_owned(),
+            invite_cseq: invite.req.cseq().seq,
             reliable,
             prack_timed_out: AtomicBool::new(false),
         });
@@ -270,6 +296,9 @@ impl Edge {
         }
         drop(lease);
         self.metrics.announced(outcome.played);
+        self.metrics
+            .rtp_foreign_packets
+            .inc_by(outcome.foreign_packets);
 
         let objected = outcome.objected || control.objected.load(Ordering::Relaxed);
         let played = Seconds::from_duration(outcome.played);
@@ -286,17 +315,18 @@ impl Edge {
             Disclosure::Partial
         };
         let unacknowledged = control.prack_timed_out.load(Ordering::Relaxed);
+        let informed = privacy::informed(disclosure, played, plan.informed_after);
         if outcome.cancelled && (!objected || unacknowledged) {
             // The caller hung up during the announcement (or the carrier never acknowledged our
             // reliable 183): no routing, the events say how far in.
-            let observed = self.observe(
-                invite,
-                identity,
-                route,
-                disclosure,
-                Some(Consent::Unknown),
-                true,
-            );
+            // Hung up before the notice's informing point: not informed, no identifier.
+            let consent = if informed {
+                Consent::Informed
+            } else {
+                Consent::Unknown
+            };
+            let observed =
+                self.observe(invite, identity, route, disclosure, Some(consent), informed);
             let Ok(observed) = observed else {
                 return Final::Terminated;
             };
@@ -320,7 +350,7 @@ impl Edge {
         } else {
             Consent::Informed
         };
-        let observed = self.observe(invite, identity, route, disclosure, Some(consent), true);
+        let observed = self.observe(invite, identity, route, disclosure, Some(consent), informed);
         self.record_routed(observed, identity, invite.at, Some(disclosed), redirect)
             .await
     }
