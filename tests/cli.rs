@@ -158,6 +158,44 @@ fn a_bad_announcement_file_is_a_config_error_naming_the_file_and_reason() {
 }
 
 #[test]
+fn an_informing_point_beyond_the_recording_or_a_notice_free_pseudonymizing_campaign_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let out = calltrackd(&["check-config", path.to_str().unwrap()]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let base = base_config(&dir.path().join("var"));
+    // The long announcement is 2 s: 1.5 s is inside it, 2.5 s is not.
+    let inside = base.replace(
+        "version = \"long-1\"",
+        "version = \"long-1\"\ninformed_after_seconds = 1.5",
+    );
+    assert!(check(&inside).0, "{}", check(&inside).1);
+    let beyond = base.replace(
+        "version = \"long-1\"",
+        "version = \"long-1\"\ninformed_after_seconds = 2.5",
+    );
+    let (ok, err) = check(&beyond);
+    assert!(!ok);
+    assert!(
+        err.contains("announcements.long.informed_after_seconds"),
+        "{err}"
+    );
+    assert!(err.contains("later than the end"), "{err}");
+    // The manifest allows a caller pseudonym only with a disclosure.
+    let no_notice = base.replace("caller = \"drop\"", "caller = \"pseudonymize\"");
+    let (ok, err) = check(&no_notice);
+    assert!(!ok);
+    assert!(err.contains("campaigns.quiet.caller"), "{err}");
+    assert!(err.contains("privacy manifest"), "{err}");
+}
+
+#[test]
 fn sighup_reloads_the_number_pool_and_refuses_a_broken_config() {
     let daemon = Daemon::start("");
     let new_number = "+493055501009";
