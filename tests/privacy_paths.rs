@@ -45,7 +45,11 @@ fn assert_no_raw_identifiers(daemon: &Daemon, call_ids: &[&str]) {
         files.len() > 3,
         "the scan sees the daemon's files: {files:?}"
     );
-    let mut needles = vec![CALLER_DIGITS.to_owned(), "Erika".to_owned()];
+    let mut needles = vec![
+        CALLER_DIGITS.to_owned(),
+        "Erika".to_owned(),
+        CALLER_AGENT.to_owned(),
+    ];
     needles.extend(call_ids.iter().map(|c| (*c).to_owned()));
     let log = daemon.log();
     for needle in &needles {
@@ -124,7 +128,11 @@ fn withheld_callers_in_every_header_form_get_no_identifier() {
     }
     // The control: the same call without a privacy request is identified.
     let uac = Uac::new(daemon.addr, POOL_NUMBER);
-    let events = announced_call(&daemon, &uac, "Privacy: none\r\n");
+    let events = announced_call(
+        &daemon,
+        &uac,
+        &format!("Privacy: none\r\nUser-Agent: {CALLER_AGENT}/2.1\r\n"),
+    );
     assert!(
         events.iter().all(|e| e["caller_pseudonym"].is_string()),
         "{events:#?}"
