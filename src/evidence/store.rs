@@ -292,6 +292,15 @@ pub(super) mod tests {
         (layout.clone(), Store::open(layout).unwrap())
     }
 
+    /// A day with one sealed line, written by a store that is gone again (a stopped daemon).
+    fn one_sealed_call(tmp: &tempfile::TempDir) -> Layout {
+        let (layout, mut store) = open(tmp);
+        store
+            .apply(&records(&call(at(24, 1), Outcome::Complete), 0))
+            .unwrap();
+        layout
+    }
+
     fn verdict(layout: &Layout, date: NaiveDate) -> Verdict {
         let key = crate::evidence::read_public_key(&layout.public_key()).unwrap();
         let file = std::fs::read(layout.day_file(date)).unwrap_or_default();
@@ -359,11 +368,7 @@ pub(super) mod tests {
     #[test]
     fn a_torn_last_line_is_cut_before_the_day_is_extended() {
         let tmp = tempfile::tempdir().unwrap();
-        let (layout, mut store) = open(&tmp);
-        store
-            .apply(&records(&call(at(24, 1), Outcome::Complete), 0))
-            .unwrap();
-        drop(store);
+        let layout = one_sealed_call(&tmp);
         let mut file = OpenOptions::new()
             .append(true)
             .open(layout.day_file(nov(24)))
@@ -380,11 +385,7 @@ pub(super) mod tests {
     #[test]
     fn a_day_that_does_not_verify_is_left_as_found() {
         let tmp = tempfile::tempdir().unwrap();
-        let (layout, mut store) = open(&tmp);
-        store
-            .apply(&records(&call(at(24, 1), Outcome::Complete), 0))
-            .unwrap();
-        drop(store);
+        let layout = one_sealed_call(&tmp);
         let path = layout.day_file(nov(24));
         let tampered = std::fs::read_to_string(&path)
             .unwrap()
