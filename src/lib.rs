@@ -4,6 +4,7 @@ pub mod call;
 pub mod cdr;
 pub mod config;
 pub mod daemon;
+pub mod evidence;
 pub mod media;
 pub mod ops;
 pub mod outbox;

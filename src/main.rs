@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: CdrCommand,
     },
+    /// Disclosure evidence: check a day's signed hash chain, print the public key.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
     /// Show a running daemon's listeners, calls in flight, outbox, Kafka forwarder, CDR feeds
     /// and current key, through its control socket.
     Status {
@@ -138,6 +143,27 @@ enum EventsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Recompute a day's hash chain and check its seal; prints one verdict line and exits 0
+    /// only when everything verifies. Reads only: safe beside the running daemon.
+    Verify {
+        /// The UTC day, YYYY-MM-DD.
+        day: String,
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+        /// The public key to check the seal with (hex, as `evidence public-key` prints it);
+        /// default: the data directory's `evidence/signing.pub`.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the hex Ed25519 public key that verifies the seals, for the auditor's copy.
+    PublicKey {
+        #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// List pseudonym keys, oldest first.
     List {
@@ -195,6 +221,41 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => cdr_import(&config, &file, &format),
         Command::Status { config, json } => status(&config, json),
+        Command::Evidence { command } => evidence(command),
+    }
+}
+
+fn evidence(command: EvidenceCommand) -> anyhow::Result<ExitCode> {
+    use calltrackd::evidence::{self, Layout};
+    match command {
+        EvidenceCommand::Verify {
+            day,
+            config,
+            public_key,
+        } => {
+            let Some(date) = evidence::parse_day(&day) else {
+                anyhow::bail!("DAY must be a date written YYYY-MM-DD");
+            };
+            let config = config::load(&config)?;
+            let layout = Layout::new(&config.data_dir);
+            let key =
+                evidence::read_public_key(&public_key.unwrap_or_else(|| layout.public_key()))?;
+            let verdict = evidence::verify_day(&layout, date, &key)?;
+            println!("{day}: {verdict}");
+            Ok(if verdict.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        EvidenceCommand::PublicKey { config } => {
+            let config = config::load(&config)?;
+            let path = Layout::new(&config.data_dir).public_key();
+            let key = evidence::read_public_key(&path)
+                .context("the daemon writes it on its first start")?;
+            println!("{}", hex::encode(key.as_bytes()));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -94,6 +94,9 @@ fn early_media_answers_183_streams_the_announcement_then_redirects() {
     assert_eq!(disclosed[0]["complete"], true);
     assert_eq!(disclosed[0]["played_seconds"], 0.4);
     assert_eq!(disclosed[0]["consent"], "informed");
+    assert_eq!(disclosed[0]["outcome"], "complete");
+    let wav = std::fs::read(daemon.dir.path().join("announcement.wav")).unwrap();
+    assert_eq!(disclosed[0]["recording_sha256"], sha256_hex(&wav));
 }
 
 #[test]
@@ -170,6 +173,10 @@ fn objection_digit_by_rfc4733_drops_pseudonym_and_region_but_still_routes() {
         1,
         "objecting is not hanging up"
     );
+    assert_eq!(
+        events_of_type(&events, "call.disclosed")[0]["outcome"],
+        "objected"
+    );
 }
 
 #[test]
@@ -188,6 +195,10 @@ fn objection_by_sip_info_is_honoured() {
         events
             .iter()
             .all(|e| e["consent"] == "objected" && e.get("caller_pseudonym").is_none())
+    );
+    assert_eq!(
+        events_of_type(&events, "call.disclosed")[0]["outcome"],
+        "objected"
     );
 }
 
@@ -228,10 +239,9 @@ fn cancel_mid_announcement_stops_the_stream_and_records_the_abandonment() {
         "hung up about 0.5 s in, got {played}"
     );
     assert!(events_of_type(&events, "call.routed").is_empty());
-    assert_eq!(
-        events_of_type(&events, "call.disclosed")[0]["complete"],
-        false
-    );
+    let disclosed = events_of_type(&events, "call.disclosed");
+    assert_eq!(disclosed[0]["complete"], false);
+    assert_eq!(disclosed[0]["outcome"], "hung_up");
 }
 
 #[test]

@@ -103,6 +103,7 @@ fn an_unacknowledged_reliable_183_is_retransmitted_then_the_call_ends_with_500()
     let kinds: Vec<_> = events.iter().map(|e| e["event_type"].clone()).collect();
     assert_eq!(kinds, ["call.offered", "call.disclosed", "call.abandoned"]);
     assert_eq!(events[1]["complete"], false);
+    assert_eq!(events[1]["outcome"], "unacknowledged");
 }
 
 #[test]

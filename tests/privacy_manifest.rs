@@ -93,10 +93,7 @@ fn every_schema_field_is_in_the_manifest_and_back() {
         .collect();
     let in_schema = schema_properties(&schema);
     // `pseudonym` is the member of a subject event's `caller_pseudonyms` items, described there.
-    let in_schema: BTreeSet<String> = in_schema
-        .into_iter()
-        .filter(|f| f != "pseudonym")
-        .collect();
+    let in_schema: BTreeSet<String> = in_schema.into_iter().filter(|f| f != "pseudonym").collect();
     assert_eq!(
         in_manifest.difference(&in_schema).collect::<Vec<_>>(),
         Vec::<&String>::new(),
@@ -109,10 +106,7 @@ fn every_schema_field_is_in_the_manifest_and_back() {
     );
     for (name, f) in manifest["fields"].as_object().unwrap() {
         for key in ["description", "purpose", "legal_basis", "retention"] {
-            assert!(
-                f[key].as_str().is_some_and(|s| s.len() > 3),
-                "{name}.{key}"
-            );
+            assert!(f[key].as_str().is_some_and(|s| s.len() > 3), "{name}.{key}");
         }
         assert!(f["personal_data"].is_boolean(), "{name}.personal_data");
     }

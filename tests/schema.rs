@@ -1,5 +1,6 @@
 //! The published JSON Schema (schema/call-event.v1.json) accepts every event the daemon really
-//! writes: offered, disclosed, routed, abandoned, and completed from CDRs.
+//! writes: offered, disclosed, routed, abandoned, completed from CDRs, restricted and
+//! objected-earlier calls, and the data-subject request and audit events.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,6 +36,33 @@ fn every_emitted_event_type_validates_against_the_published_schema() {
     uac.ack();
     let mut events = daemon.wait_events(8);
     assert_eq!(events.len(), 8, "{events:#?}");
+    // A restricted caller's call, then the data-subject requests' own events, then a call from
+    // a caller on the suppression list.
+    let number = "+4917612345678\n";
+    for request in ["restrict", "erase", "object"] {
+        let out = daemon.cli(&["subject", request], number);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
+        assert_sipp_ok(&out, "call after a subject request");
+    }
+    let export = daemon.dir.path().join("export.json");
+    let out = daemon.cli(
+        &["subject", "export", "--output", export.to_str().unwrap()],
+        number,
+    );
+    assert!(out.status.success());
+    let events_after = daemon.wait_events(8 + 3 + 2 + 3 + 2 + 2 + 2 + 1);
+    assert!(events_after.iter().any(|e| e["restricted"] == true));
+    assert!(
+        events_after
+            .iter()
+            .any(|e| e["consent"] == "objected_earlier")
+    );
+    events = events_after;
 
     // completed, from a CDR
     let dir = tempfile::tempdir().unwrap();
@@ -68,11 +96,15 @@ fn every_emitted_event_type_validates_against_the_published_schema() {
     assert_eq!(
         types,
         [
+            "audit.subject_request",
             "call.abandoned",
             "call.completed",
             "call.disclosed",
             "call.offered",
-            "call.routed"
+            "call.routed",
+            "subject.erasure_requested",
+            "subject.objection_recorded",
+            "subject.restriction_requested",
         ]
     );
     for event in &events {
@@ -86,4 +118,14 @@ fn every_emitted_event_type_validates_against_the_published_schema() {
     let mut tampered = events[0].clone();
     tampered["caller_number"] = serde_json::json!("+4917612345678");
     assert!(!validator.is_valid(&tampered));
+    let audit = events
+        .iter()
+        .find(|e| e["event_type"] == "audit.subject_request")
+        .unwrap();
+    let mut leaky = audit.clone();
+    leaky["caller_pseudonyms"] = serde_json::json!([]);
+    assert!(
+        !validator.is_valid(&leaky),
+        "an audit event carries no pseudonyms"
+    );
 }

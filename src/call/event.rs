@@ -31,6 +31,8 @@ pub enum EventError {
     Unexpected(&'static str),
     #[error("field {0} is not a pseudonym of 32 lowercase hex characters")]
     NotPseudonym(&'static str),
+    #[error("field {0} is not a SHA-256 of 64 lowercase hex characters")]
+    NotSha256(&'static str),
     #[error("key_id is not an epoch name")]
     KeyId,
     #[error("a withheld caller cannot have a pseudonym or region")]
@@ -73,6 +75,21 @@ pub enum Consent {
     /// The caller objected on an earlier call (the suppression list): not asked again.
     #[serde(rename = "objected_earlier")]
     ObjectedEarlier,
+}
+
+/// How the announcement ended for the caller, for the disclosure evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Played to the end.
+    Complete,
+    /// The caller pressed the objection key (RFC 4733 or SIP INFO).
+    Objected,
+    /// The caller hung up (CANCEL) before the end.
+    HungUp,
+    /// Our reliable 183 was never acknowledged with PRACK (RFC 3262 §3), so the carrier may
+    /// not have passed the early media on.
+    Unacknowledged,
 }
 
 /// How the announcement was delivered.
@@ -217,6 +234,10 @@ pub struct Disclosed {
     pub hook: Hook,
     pub played: Seconds,
     pub complete: bool,
+    /// Lowercase hex SHA-256 of the WAV file of the variant that played: proves which
+    /// recording, not only which configured version, the caller heard.
+    pub recording_sha256: String,
+    pub outcome: Outcome,
 }
 
 /// `call.completed`: the call's end, from SIP or a CDR.
@@ -335,6 +356,10 @@ struct Wire {
     played_seconds: Option<Seconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     complete: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recording_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -379,6 +404,8 @@ impl From<CallEvent> for Wire {
             hook: None,
             played_seconds: None,
             complete: None,
+            recording_sha256: None,
+            outcome: None,
             answered_at: None,
             ended_at: None,
             duration_seconds: None,
@@ -393,6 +420,8 @@ impl From<CallEvent> for Wire {
                 wire.hook = Some(d.hook);
                 wire.played_seconds = Some(d.played);
                 wire.complete = Some(d.complete);
+                wire.recording_sha256 = Some(d.recording_sha256);
+                wire.outcome = Some(d.outcome);
             }
             Detail::Abandoned { played } => wire.played_seconds = Some(played),
             Detail::Completed(d) => {
@@ -419,6 +448,7 @@ impl TryFrom<Wire> for CallEvent {
         }
         check_pseudonym("call_key", Some(&w.call_key))?;
         check_pseudonym("caller_pseudonym", w.caller_pseudonym.as_deref())?;
+        check_sha256("recording_sha256", w.recording_sha256.as_deref())?;
         if w.caller_withheld && (w.caller_pseudonym.is_some() || w.caller_region.is_some()) {
             return Err(EventError::WithheldCaller);
         }
@@ -429,6 +459,8 @@ impl TryFrom<Wire> for CallEvent {
             ("hook", w.hook.is_some()),
             ("played_seconds", w.played_seconds.is_some()),
             ("complete", w.complete.is_some()),
+            ("recording_sha256", w.recording_sha256.is_some()),
+            ("outcome", w.outcome.is_some()),
             ("answered_at", w.answered_at.is_some()),
             ("ended_at", w.ended_at.is_some()),
             ("duration_seconds", w.duration_seconds.is_some()),
@@ -443,6 +475,8 @@ impl TryFrom<Wire> for CallEvent {
                 "hook",
                 "played_seconds",
                 "complete",
+                "recording_sha256",
+                "outcome",
             ],
             EventType::Abandoned => &["played_seconds"],
             EventType::Completed => &[
@@ -466,6 +500,8 @@ impl TryFrom<Wire> for CallEvent {
                 hook: need("hook", w.hook)?,
                 played: need("played_seconds", w.played_seconds)?,
                 complete: need("complete", w.complete)?,
+                recording_sha256: need("recording_sha256", w.recording_sha256)?,
+                outcome: need("outcome", w.outcome)?,
             }),
             EventType::Abandoned => Detail::Abandoned {
                 played: need("played_seconds", w.played_seconds)?,
@@ -507,11 +543,20 @@ fn need<T>(name: &'static str, value: Option<T>) -> Result<T, EventError> {
 /// A guard against a writer putting a raw identifier where a pseudonym belongs.
 fn check_pseudonym(name: &'static str, value: Option<&str>) -> Result<(), EventError> {
     match value {
-        Some(v) if v.len() != 32 || !v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
-            Err(EventError::NotPseudonym(name))
-        }
+        Some(v) if !is_lower_hex(v, 32) => Err(EventError::NotPseudonym(name)),
         _ => Ok(()),
     }
+}
+
+fn check_sha256(name: &'static str, value: Option<&str>) -> Result<(), EventError> {
+    match value {
+        Some(v) if !is_lower_hex(v, 64) => Err(EventError::NotSha256(name)),
+        _ => Ok(()),
+    }
+}
+
+fn is_lower_hex(v: &str, len: usize) -> bool {
+    v.len() == len && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 mod timestamp {

@@ -23,13 +23,15 @@ const COMMON_REQUIRED: &[&str] = &[
     "caller_withheld",
     "disclosure",
 ];
-const COMMON_OPTIONAL: &[&str] = &["caller_pseudonym", "caller_region", "consent"];
+const COMMON_OPTIONAL: &[&str] = &["caller_pseudonym", "caller_region", "restricted", "consent"];
 const DISCLOSED: &[&str] = &[
     "announcement_id",
     "announcement_version",
     "hook",
     "played_seconds",
     "complete",
+    "recording_sha256",
+    "outcome",
 ];
 const ABANDONED: &[&str] = &["played_seconds"];
 const COMPLETED_REQUIRED: &[&str] = &["duration_seconds", "disposition", "correlated"];
@@ -78,6 +80,9 @@ fn full_caller() -> CallerFields {
     }
 }
 
+/// SHA-256 of the empty input: any 64 lowercase hex characters would do.
+const RECORDING: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 fn disclosed() -> Disclosed {
     Disclosed {
         announcement_id: "gdpr-de".to_owned(),
@@ -85,6 +90,8 @@ fn disclosed() -> Disclosed {
         hook: Hook::EarlyMedia,
         played: Seconds::from_tenths(42),
         complete: true,
+        recording_sha256: RECORDING.to_owned(),
+        outcome: Outcome::Complete,
     }
 }
 
@@ -133,7 +140,9 @@ fn disclosed_event_matches_golden_json() {
         r#""caller_pseudonym":"fedcba9876543210fedcba9876543210","caller_withheld":false,"#,
         r#""caller_region":"+49 89","disclosure":"played","consent":"informed","#,
         r#""announcement_id":"gdpr-de","announcement_version":"2026-11-01","hook":"early-media","#,
-        r#""played_seconds":4.2,"complete":true}"#
+        r#""played_seconds":4.2,"complete":true,"#,
+        r#""recording_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","#,
+        r#""outcome":"complete"}"#
     );
     assert_eq!(String::from_utf8(event.to_json_line()).unwrap(), golden);
 }
@@ -161,11 +170,12 @@ fn every_constructor_writes_exactly_the_allowed_keys() {
 #[test]
 fn json_schema_file_agrees_with_the_allowed_keys() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/call-event.v1.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let document: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(
-        schema["$schema"],
+        document["$schema"],
         "https://json-schema.org/draft/2020-12/schema"
     );
+    let schema = &document["$defs"]["call_event"];
     assert_eq!(schema["additionalProperties"], false);
     let all: BTreeSet<&str> = schema["properties"]
         .as_object()
@@ -260,6 +270,46 @@ fn try_from_names_the_offending_field_without_values() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("announcement_id"), "{err}");
+}
+
+#[test]
+fn disclosed_needs_a_hex_recording_hash_and_a_known_outcome() {
+    let line = CallEvent::disclosed(common(full_caller(), None), disclosed()).to_json_line();
+    let base: Value = serde_json::from_slice(&line).unwrap();
+    let read = |v: Value| serde_json::from_value::<CallEvent>(v).map_err(|e| e.to_string());
+    for field in ["recording_sha256", "outcome"] {
+        let mut missing = base.clone();
+        missing.as_object_mut().unwrap().remove(field);
+        let err = read(missing).unwrap_err();
+        assert!(err.contains(field), "{err}");
+    }
+    for bad in [
+        &RECORDING[..63],
+        &RECORDING.to_uppercase(),
+        "/etc/audio/notice.wav",
+    ] {
+        let mut v = base.clone();
+        v["recording_sha256"] = bad.into();
+        let err = read(v).unwrap_err();
+        assert!(err.contains("SHA-256") && !err.contains(bad), "{err}");
+    }
+    let mut v = base.clone();
+    v["outcome"] = "maybe".into();
+    assert!(read(v).is_err());
+    for (outcome, text) in [
+        (Outcome::Complete, "complete"),
+        (Outcome::Objected, "objected"),
+        (Outcome::HungUp, "hung_up"),
+        (Outcome::Unacknowledged, "unacknowledged"),
+    ] {
+        assert_eq!(serde_json::to_value(outcome).unwrap(), text);
+    }
+    // Only call.disclosed carries them.
+    let mut routed: Value =
+        serde_json::from_slice(&CallEvent::routed(common(full_caller(), None)).to_json_line())
+            .unwrap();
+    routed["outcome"] = "complete".into();
+    assert!(read(routed).is_err());
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub use caller::{CallerIdentity, CallerInput, identify};
 pub use epoch::Rotation;
 pub use event::{
     CallEvent, CallerFields, Common, Completed, Consent, Correlation, Detail, Disclosed,
-    Disclosure, Disposition, EventError, EventType, Hook, SCHEMA_VERSION, Seconds,
+    Disclosure, Disposition, EventError, EventType, Hook, Outcome, SCHEMA_VERSION, Seconds,
 };
 pub use keyring::{KeyError, KeyInfo, Keyring};
 pub use number::{E164, Normalizer, NumberError};

@@ -363,6 +363,9 @@ pub struct Privacy {
     /// Days an objection or restriction stays on the suppression list after it was recorded.
     #[serde(default = "default_suppression_days")]
     pub suppression_retention_days: u32,
+    /// Days of signed disclosure evidence kept (whole days, file and seal together).
+    #[serde(default = "default_evidence_days")]
+    pub evidence_retention_days: u32,
 }
 
 impl Default for Privacy {
@@ -373,11 +376,15 @@ impl Default for Privacy {
             region_digits: 0,
             keep_keys: default_keep_keys(),
             suppression_retention_days: default_suppression_days(),
+            evidence_retention_days: default_evidence_days(),
         }
     }
 }
 fn default_suppression_days() -> u32 {
     730
+}
+fn default_evidence_days() -> u32 {
+    1095
 }
 fn default_key_dir() -> PathBuf {
     PathBuf::from("keys")

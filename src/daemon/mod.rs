@@ -1,6 +1,6 @@
 //! Wires a validated config into running modules: keys, outbox, SIP edge and its transports
-//! (UDP, TCP, TLS), the metrics registry, the control socket, the timer loop, systemd
-//! notification, and an orderly shutdown on SIGTERM/SIGINT.
+//! (UDP, TCP, TLS), the metrics registry, the control socket, the timer loop, the disclosure
+//! evidence writer, systemd notification, and an orderly shutdown on SIGTERM/SIGINT.
 
 mod status;
 mod subject;
@@ -25,6 +25,7 @@ use crate::call::{CallerPolicy, E164, Keyring, Normalizer, Policy, Recorder};
 use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
 use crate::config::{self, Config, Transport};
+use crate::evidence;
 use crate::media::PortPool;
 use crate::media::announcements::Announcements;
 use crate::ops::control::Control;
@@ -86,6 +87,7 @@ pub struct Daemon {
     control: Option<Control>,
     /// Built (and its counters registered) at open; runs in `serve`.
     forwarder: Option<Forwarder>,
+    evidence: Arc<evidence::Stats>,
     registry: Arc<Registry>,
     started: std::time::Instant,
     config: Config,
@@ -314,9 +316,13 @@ impl Daemon {
         let recorder = Arc::new(recorder(keyring, &config)?.with_correlator(correlator.clone()));
         let ingestor = Arc::new(ingestor(&config, recorder.clone(), outbox.clone())?);
         ingestor.counts.register(&mut registry);
+        let evidence = Arc::new(evidence::Stats::default());
+        evidence.register(&mut registry);
         let forwarder = match &config.kafka {
             Some(kafka) => match Forwarder::new(outbox.clone(), kafka) {
                 Ok(forwarder) => {
+                    // Delivered segments stay until the evidence writer has read them too.
+                    let forwarder = forwarder.also_retain_for(evidence::READER);
                     forwarder.stats().register(&mut registry);
                     Some(forwarder)
                 }
@@ -391,6 +397,7 @@ impl Daemon {
             http,
             control,
             forwarder,
+            evidence,
             registry: Arc::new(registry),
             started: std::time::Instant::now(),
             config,
@@ -535,11 +542,7 @@ impl Daemon {
         }
         tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
         tasks.spawn(housekeeping_loop(
-            self.edge.metrics().clone(),
-            self.recorder.clone(),
-            self.ingestor.clone(),
-            self.config.privacy.keep_keys,
-            self.config.cdr.quarantine_days,
+            Housekeeping::new(&self),
             shutdown.clone(),
         ));
         if !self.config.cdr.feeds.is_empty() {
@@ -549,9 +552,22 @@ impl Daemon {
                 shutdown.clone(),
             ));
         }
+        // Like the forwarder, the evidence writer stops after the SIP edge, so the last calls'
+        // disclosures get their lines.
+        let stop_evidence = CancellationToken::new();
+        let evidence_task = {
+            let (outbox, stats, stop) = (
+                self.outbox.clone(),
+                self.evidence.clone(),
+                stop_evidence.clone(),
+            );
+            let data_dir = self.config.data_dir.clone();
+            tokio::spawn(async move { evidence::run(outbox, &data_dir, stats, stop).await })
+        };
         // With Kafka, the forwarder deletes segments once delivered (and old enough); without it,
-        // age alone decides. The forwarder stops last, after the SIP edge, so every event
-        // recorded before shutdown is handed to Kafka (bounded by its flush timeout).
+        // age decides. Either way a segment stays until the evidence writer has read it. The
+        // forwarder stops last, after the SIP edge, so every event recorded before shutdown is
+        // handed to Kafka (bounded by its flush timeout).
         let stop_forwarder = CancellationToken::new();
         let forwarder = match self.forwarder.take() {
             Some(forwarder) => {
@@ -603,6 +619,13 @@ impl Daemon {
         watchdog.abort();
         if let Err(err) = self.outbox.flush().await {
             warn!(error = %err, "Final outbox sync failed.");
+        }
+        stop_evidence.cancel();
+        // One round of file work; the bound only guards against a hung disk.
+        match tokio::time::timeout(Duration::from_secs(10), evidence_task).await {
+            Ok(Ok(())) => info!(lines = self.evidence.lines(), "Evidence writer stopped."),
+            Ok(Err(_)) => warn!("Evidence writer task failed."),
+            Err(_) => warn!("Evidence writer did not stop within 10 s."),
         }
         stop_forwarder.cancel();
         if let Some(forwarder) = forwarder {
@@ -735,40 +758,66 @@ fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
     }
 }
 
-/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded, CDR
-/// quarantine rows and suppression entries past their retention purged, hourly (cheap: a
-/// directory listing or a small file each).
-async fn housekeeping_loop(
+/// What the hourly storage-limitation round touches.
+#[derive(Clone)]
+struct Housekeeping {
     metrics: Metrics,
     recorder: Arc<Recorder>,
     ingestor: Arc<Ingestor>,
     keep_keys: usize,
     quarantine_days: u64,
-    shutdown: CancellationToken,
-) {
+    evidence: evidence::Layout,
+    evidence_days: u32,
+}
+
+impl Housekeeping {
+    fn new(daemon: &Daemon) -> Self {
+        let c = &daemon.config;
+        Self {
+            metrics: daemon.edge.metrics().clone(),
+            recorder: daemon.recorder.clone(),
+            ingestor: daemon.ingestor.clone(),
+            keep_keys: c.privacy.keep_keys,
+            quarantine_days: c.cdr.quarantine_days,
+            evidence: evidence::Layout::new(&c.data_dir),
+            evidence_days: c.privacy.evidence_retention_days,
+        }
+    }
+
+    /// One round; blocking (directory listings, small files, fsyncs).
+    fn round(&self) {
+        prune_keys(self.recorder.keyring(), self.keep_keys, &self.metrics);
+        self.ingestor.purge(self.quarantine_days);
+        let now = chrono::Utc::now();
+        let purged = self.recorder.suppression().map(|list| list.purge(now));
+        if let Some(Err(err)) = purged {
+            warn!(error = %err, "Expired suppression entries could not be purged.");
+        }
+        let keep_from = now.date_naive() - chrono::Days::new(u64::from(self.evidence_days));
+        if let Err(err) = self.evidence.purge(keep_from) {
+            warn!(error = %err, "Expired disclosure evidence could not be deleted.");
+        }
+    }
+}
+
+/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded; CDR
+/// quarantine rows, suppression entries and evidence days past their retention purged; hourly
+/// (cheap: a directory listing or a small file each).
+async fn housekeeping_loop(housekeeping: Housekeeping, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                let (recorder, ingestor) = (recorder.clone(), ingestor.clone());
-                let metrics = metrics.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    prune_keys(recorder.keyring(), keep_keys, &metrics);
-                    ingestor.purge(quarantine_days);
-                    let purged = recorder
-                        .suppression()
-                        .map(|list| list.purge(chrono::Utc::now()));
-                    if let Some(Err(err)) = purged {
-                        warn!(error = %err, "Expired suppression entries could not be purged.");
-                    }
-                })
-                .await;
+                let round = housekeeping.clone();
+                let _ = tokio::task::spawn_blocking(move || round.round()).await;
             }
         }
     }
 }
 
+/// Outbox-only mode: segments last written more than `hours` ago go, once the evidence writer
+/// has read them.
 async fn retention_loop(outbox: Outbox, hours: u64, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
@@ -776,8 +825,11 @@ async fn retention_loop(outbox: Outbox, hours: u64, shutdown: CancellationToken)
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 let outbox = outbox.clone();
-                let max_age = Duration::from_secs(hours * 3600);
-                match tokio::task::spawn_blocking(move || outbox.apply_age_retention(max_age)).await {
+                let retention = outbox::Retention {
+                    min_age: Duration::from_secs(hours * 3600),
+                    require_readers: &[evidence::READER],
+                };
+                match tokio::task::spawn_blocking(move || outbox.apply_retention(&retention)).await {
                     Ok(Ok(freed)) if freed > 0 => info!(freed_bytes = freed, "Outbox retention applied."),
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => warn!(error = %err, "Outbox retention failed."),

@@ -2,14 +2,18 @@
 //! audio — 8 kHz, mono, 16-bit — encoded once at load into both G.711 laws (RFC 3551 §4.5.14),
 //! so a call never pays for encoding and never resamples.
 //!
+//! The file's SHA-256 is taken from the same bytes that are decoded, once, so a call event can
+//! name the exact recording that played (`recording_sha256`).
+//!
 //! Resampling is deliberately not done here: a wrong file is an operator error that should fail
 //! `check-config` loudly, and `sox in.wav -r 8000 -c 1 -b 16 out.wav` fixes it in one command.
 
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::g711::Codec;
@@ -18,6 +22,9 @@ use super::g711::Codec;
 pub const SAMPLE_RATE: u32 = 8000;
 /// A disclosure longer than this is a misconfiguration (and would hold a port for minutes).
 pub const MAX_DURATION: Duration = Duration::from_secs(120);
+/// 120 s of 16-bit samples is 1.92 MB; the rest is room for header and metadata chunks. The
+/// bound keeps a wrong path (a disk image, a log) from being read whole before it is refused.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
 
 /// The file path comes from our own config, never from a caller, so naming it is fine.
 #[derive(Debug, Error)]
@@ -47,6 +54,8 @@ pub enum Reason {
     Empty,
     #[error("is longer than the maximum of 120 s")]
     TooLong,
+    #[error("is larger than 8 MiB")]
+    TooLarge,
 }
 
 /// An announcement ready to stream, in both laws so either negotiated codec costs nothing.
@@ -59,11 +68,55 @@ pub struct Announcement {
     pub pcmu: Bytes,
     pub pcma: Bytes,
     pub duration: Duration,
+    /// Lowercase hex SHA-256 of the WAV file's bytes, as `sha256sum` prints it.
+    pub recording_sha256: String,
 }
 
 impl Announcement {
-    /// Builds an announcement from 8 kHz mono 16-bit samples.
+    /// Decodes and encodes the bytes of a WAV file (the sans-IO part of `load`).
+    pub fn from_wav(
+        id: impl Into<String>,
+        version: impl Into<String>,
+        wav: &[u8],
+    ) -> Result<Self, Reason> {
+        let pcm = read(Cursor::new(wav))?;
+        Ok(Self::encode(
+            id,
+            version,
+            &pcm,
+            hex::encode(Sha256::digest(wav)),
+        ))
+    }
+
+    /// Builds an announcement from 8 kHz mono 16-bit samples; its `recording_sha256` is that of
+    /// the plain WAV file (44-byte header) holding exactly these samples.
     pub fn from_pcm(id: impl Into<String>, version: impl Into<String>, pcm: &[i16]) -> Self {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut wav = Cursor::new(Vec::new());
+        // Writing samples into a Vec cannot fail, except past hound's 4 GiB data limit, far
+        // beyond what an in-memory announcement holds.
+        #[allow(clippy::expect_used)]
+        {
+            let mut w = hound::WavWriter::new(&mut wav, spec).expect("WAV header into memory");
+            for &s in pcm {
+                w.write_sample(s).expect("WAV samples into memory");
+            }
+            w.finalize().expect("WAV into memory");
+        }
+        Self::encode(id, version, pcm, hex::encode(Sha256::digest(wav.get_ref())))
+    }
+
+    fn encode(
+        id: impl Into<String>,
+        version: impl Into<String>,
+        pcm: &[i16],
+        recording_sha256: String,
+    ) -> Self {
         let samples = u64::try_from(pcm.len()).unwrap_or(u64::MAX);
         Announcement {
             id: id.into(),
@@ -71,6 +124,7 @@ impl Announcement {
             pcmu: Bytes::from(Codec::Pcmu.encode(pcm)),
             pcma: Bytes::from(Codec::Pcma.encode(pcm)),
             duration: Duration::from_micros(samples.saturating_mul(125)),
+            recording_sha256,
         }
     }
 
@@ -90,8 +144,14 @@ pub fn load(path: &Path, id: &str, version: &str) -> Result<Announcement, WavErr
         reason,
     };
     let file = std::fs::File::open(path).map_err(|e| fail(Reason::Io(e.kind())))?;
-    let pcm = read(std::io::BufReader::new(file)).map_err(fail)?;
-    Ok(Announcement::from_pcm(id, version, &pcm))
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(Reason::Io(e.kind())))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(fail(Reason::TooLarge));
+    }
+    Announcement::from_wav(id, version, &bytes).map_err(fail)
 }
 
 /// Reads and checks the samples from any reader (the sans-IO part, testable on bytes).
@@ -184,6 +244,37 @@ mod tests {
             (a.id.as_str(), a.version.as_str()),
             ("disclosure-en", "2024-01")
         );
+        let file = std::fs::read(&path).unwrap();
+        assert_eq!(a.recording_sha256, hex::encode(Sha256::digest(&file)));
+    }
+
+    #[test]
+    fn recording_hash_is_of_the_file_bytes_not_the_audio() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a.wav", spec(8000, 1, 16), 800);
+        let plain = load(&path, "x", "1").unwrap();
+        // The same samples with a metadata chunk after the data: other bytes, same audio.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"LIST\x04\x00\x00\x00INFO");
+        let riff_len = u32::try_from(bytes.len() - 8).unwrap();
+        bytes[4..8].copy_from_slice(&riff_len.to_le_bytes());
+        let tagged = Announcement::from_wav("x", "1", &bytes).unwrap();
+        assert_eq!(tagged.pcmu, plain.pcmu);
+        assert_ne!(tagged.recording_sha256, plain.recording_sha256);
+        assert_eq!(tagged.recording_sha256.len(), 64);
+        // `from_pcm` names the plain file holding its samples.
+        let pcm = read(std::fs::File::open(&path).unwrap()).unwrap();
+        let built = Announcement::from_pcm("x", "1", &pcm);
+        assert_eq!(built.recording_sha256, plain.recording_sha256);
+    }
+
+    #[test]
+    fn files_beyond_the_size_bound_are_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.wav");
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        assert_eq!(load(&big, "x", "1").unwrap_err().reason, Reason::TooLarge);
     }
 
     #[test]

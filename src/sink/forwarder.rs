@@ -21,7 +21,6 @@ use crate::outbox::{Outbox, Position, Reader, Record, Retention};
 
 /// The outbox reader name; retention keeps what it has not committed.
 pub const READER: &str = "kafka";
-const READERS: &[&str] = &[READER];
 
 /// Commit at most this often while records keep being acknowledged (each commit is an fsync).
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
@@ -39,6 +38,8 @@ pub struct Forwarder {
     producer: Producer,
     /// The Schema Registry id payloads are framed with, once known.
     schema_id: Option<u32>,
+    /// Readers whose committed positions retention respects: ours and the daemon's others.
+    retain_for: Vec<&'static str>,
 }
 
 /// What a finished `run` did, for the shutdown log and tests.
@@ -105,7 +106,15 @@ impl Forwarder {
             stats,
             producer,
             schema_id: None,
+            retain_for: vec![READER],
         })
+    }
+
+    /// Retention also keeps what `reader` (another reader of this outbox) has not committed.
+    #[must_use]
+    pub fn also_retain_for(mut self, reader: &'static str) -> Self {
+        self.retain_for.push(reader);
+        self
     }
 
     /// The counters, for the metrics endpoint; live while `run` goes on.
@@ -406,10 +415,11 @@ impl Forwarder {
     async fn retention(&self) {
         let outbox = self.outbox.clone();
         let min_age = self.kafka.retention_age();
+        let readers = self.retain_for.clone();
         let done = tokio::task::spawn_blocking(move || {
             outbox.apply_retention(&Retention {
                 min_age,
-                require_readers: READERS,
+                require_readers: &readers,
             })
         })
         .await;

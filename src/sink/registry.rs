@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn the_compiled_in_schema_is_json() {
         let v: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
-        assert_eq!(v["title"], "calltrackd call event, schema version 1");
+        assert_eq!(v["title"], "calltrackd event, schema version 1");
     }
 
     #[test]

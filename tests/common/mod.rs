@@ -352,6 +352,12 @@ pub fn listening_field(log: &str, field: &str) -> Option<String> {
     (!first.is_empty() && first != "off").then(|| first.to_owned())
 }
 
+/// Lowercase hex SHA-256, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// The events of one type.
 pub fn events_of_type<'a>(
     events: &'a [serde_json::Value],

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::{Arrival, Edge, ReliableProvisional, lock};
 use crate::call::disclosure::WithoutSdp;
 use crate::call::{
-    CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Seconds, privacy,
+    CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Outcome, Seconds, privacy,
 };
 use crate::media::{self, LocalMedia, PlayOutcome};
 use crate::outbox;
@@ -301,20 +301,33 @@ impl Edge {
             .inc_by(outcome.foreign_packets);
 
         let objected = outcome.objected || control.objected.load(Ordering::Relaxed);
+        let unacknowledged = control.prack_timed_out.load(Ordering::Relaxed);
         let played = Seconds::from_duration(outcome.played);
+        // The player stops for exactly one reason; an objection by SIP INFO and a PRACK
+        // timeout both reach it as a cancel, so the flags say which cancel it was.
+        let ended = if unacknowledged {
+            Outcome::Unacknowledged
+        } else if objected {
+            Outcome::Objected
+        } else if outcome.cancelled {
+            Outcome::HungUp
+        } else {
+            Outcome::Complete
+        };
         let disclosed = Disclosed {
             announcement_id: announcement.id.clone(),
             announcement_version: announcement.version.clone(),
             hook: Hook::EarlyMedia,
             played,
             complete: outcome.complete,
+            recording_sha256: announcement.recording_sha256.clone(),
+            outcome: ended,
         };
         let disclosure = if outcome.complete {
             Disclosure::Played
         } else {
             Disclosure::Partial
         };
-        let unacknowledged = control.prack_timed_out.load(Ordering::Relaxed);
         let informed = privacy::informed(disclosure, played, plan.informed_after);
         if outcome.cancelled && (!objected || unacknowledged) {
             // The caller hung up during the announcement (or the carrier never acknowledged our
