@@ -180,6 +180,14 @@ fn legacy_sample_maps_disposition_words_and_derives_duration() {
     assert_eq!(words[8], Disposition::Failed, "CONGESTION");
     assert_eq!(words[9], Disposition::Cancelled, "CANCEL");
     assert!(rows[2].answer_utc.is_none() && rows[2].duration_seconds == 0);
+    // Column 8 is the presentation indicator: 7703 and 7712 are CLIR calls, number kept raw.
+    let withheld: Vec<_> = rows
+        .iter()
+        .filter(|r| r.caller_withheld)
+        .map(|r| r.record_id.as_str())
+        .collect();
+    assert_eq!(withheld, ["7703", "7712"]);
+    assert_eq!(rows[3].calling_raw, "+493055507474");
 }
 
 #[test]
