@@ -367,3 +367,97 @@ P2,,bad-time,,,,+4917698765432,+493055511000,200,tg\n";
         "the quarantine keeps the raw row for the operator"
     );
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn clir_rows_become_withheld_events_and_their_numbers_rest_nowhere_but_the_quarantine() {
+    let (dir, config) = offline_config("");
+    let fixture = repo().join("fixtures/cdr/clir-sample.csv");
+    let file = dir.path().join("clir.csv");
+    std::fs::copy(&fixture, &file).unwrap();
+    let out = import(&config, &file, "legacy-noheader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rows: 8 ok, 0 quarantined"),
+        "an empty calling cell is no longer a bad row: {stdout}"
+    );
+    // Rows are told apart by their end time (ended_at), which the fixture makes unique.
+    let by_end: std::collections::HashMap<String, serde_json::Value> = completed(dir.path())
+        .into_iter()
+        .map(|e| (e["ended_at"].as_str().unwrap().to_owned(), e))
+        .collect();
+    assert_eq!(by_end.len(), 8);
+    let ended = |epoch: i64| {
+        chrono::DateTime::from_timestamp(epoch, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    for (i, withheld) in [false, true, true, true, true, true, true, true]
+        .into_iter()
+        .enumerate()
+    {
+        let i = i as i64;
+        let e = &by_end[&ended(1_714_723_200 + i * 300 + 65 + i)];
+        assert_eq!(e["caller_withheld"], withheld, "row 880{i}: {e}");
+        if withheld {
+            assert!(e.get("caller_pseudonym").is_none(), "{e}");
+            assert!(e.get("caller_region").is_none(), "{e}");
+        }
+    }
+    // The withheld numbers by their national significant number: a substring of the E.164
+    // (+49…), national (0…) and digits-only (49…) forms alike.
+    let withheld = [
+        "3055507101",
+        "3055507102",
+        "3055507103",
+        "3055507104",
+        "3055507107",
+    ];
+    let quarantine = dir.path().join("var/cdr/quarantine");
+    let scanned: Vec<_> = files_under(&dir.path().join("var"))
+        .into_iter()
+        .filter(|p| !p.starts_with(&quarantine))
+        .collect();
+    assert!(
+        scanned
+            .iter()
+            .any(|p| p.starts_with(dir.path().join("var/outbox"))),
+        "the scan covers the outbox: {scanned:?}"
+    );
+    for path in &scanned {
+        let bytes = std::fs::read(path).unwrap();
+        for number in withheld {
+            assert!(
+                !bytes.windows(number.len()).any(|w| w == number.as_bytes()),
+                "{number} found in {}",
+                path.display()
+            );
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for number in withheld {
+        assert!(!stdout.contains(number) && !stderr.contains(number));
+    }
+}
