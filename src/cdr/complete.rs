@@ -48,6 +48,9 @@ pub struct Counts {
     pub duplicates: Counter,
     pub files_ingested: Counter,
     pub files_failed: Counter,
+    /// Raw CDR files deleted past their feed's retention.
+    pub raw_purged: Counter,
+    pub raw_purge_failures: Counter,
     /// One batch: its rows to events, appended and fsynced.
     pub batch_seconds: Histogram,
 }
@@ -63,6 +66,8 @@ impl Default for Counts {
             duplicates: Counter::default(),
             files_ingested: Counter::default(),
             files_failed: Counter::default(),
+            raw_purged: Counter::default(),
+            raw_purge_failures: Counter::default(),
             batch_seconds: crate::ops::metrics::latency_buckets(),
         }
     }
@@ -111,6 +116,16 @@ impl Counts {
             "files_failed",
             "CDR file ingests that stopped with an error",
             self.files_failed.clone(),
+        );
+        r.register(
+            "raw_files_purged",
+            "Raw CDR files deleted past their feed's raw_retention_hours",
+            self.raw_purged.clone(),
+        );
+        r.register(
+            "raw_purge_failures",
+            "Purges of raw CDR files that failed (files stay until the next hourly run)",
+            self.raw_purge_failures.clone(),
         );
         r.register(
             "batch_seconds",

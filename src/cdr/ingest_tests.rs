@@ -388,6 +388,76 @@ fn after_move_and_delete_take_the_marker_along() {
 }
 
 #[test]
+fn a_stored_then_purged_file_is_not_ingested_again() {
+    use std::os::unix::fs::MetadataExt;
+    let mut env = Env::new();
+    let store = raw::store_dir(env.data.path(), "feed-a");
+    let format = env.presets["legacy-noheader"].clone();
+    let job = Job {
+        feed: "feed-a",
+        format: &format,
+        after: After::Store(store.clone()),
+        marker: false,
+        batch_size: 50,
+    };
+    let path = env.drop_fixture("legacy-sample.csv", "day1.csv");
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut rows = Vec::new();
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert_eq!(report.rows_ok, 16);
+    assert!(!path.exists());
+    let stored = store.join("day1.csv");
+    assert_eq!(fs::metadata(&stored).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(fs::metadata(&store).unwrap().mode() & 0o777, 0o700);
+    // Renamed, not copied: the checkpoint still knows the stored file by its identity.
+    assert!(
+        env.cp
+            .lookup(&FileId::of(&stored).unwrap())
+            .unwrap()
+            .complete
+    );
+
+    // Past its retention the purge deletes it...
+    fs::File::options()
+        .write(true)
+        .open(&stored)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - raw::hours(73))
+        .unwrap();
+    let retention = raw::Retention::store(env.data.path(), "feed-a");
+    assert_eq!(
+        retention
+            .purge(std::time::SystemTime::now(), |_| false)
+            .unwrap(),
+        1
+    );
+    assert!(!stored.exists());
+    // ...and the carrier's resend of the same export is recognised, not ingested twice.
+    let again = env.drop_fixture("legacy-sample.csv", "day1-resent.csv");
+    let report = ingest_file(
+        &again,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(report.skipped_already_done);
+    assert_eq!(rows.len(), 16, "no row twice");
+    assert!(
+        store.join("day1-resent.csv").exists(),
+        "the resend is stored too"
+    );
+}
+
+#[test]
 fn missing_header_column_fails_the_file_without_completing_it() {
     let mut env = Env::new();
     let path = env.drop_bytes("h.csv", b"cdr_id,setup_time\nA,2024-05-02T08:00:00Z\n");

@@ -2,7 +2,7 @@
 //! CDR export does. Data flows: `watch` (spool directory, completeness) → `ingest` (one
 //! file) → `reader` (plain/gzip CSV stream) → `row` (sans-IO mapping by `format`) → a
 //! `RowSink`, with `checkpoint` + `dedup` for exactly-once and `quarantine` for bad rows;
-//! `withheld` is the row mapper's CLIR rule.
+//! `withheld` is the row mapper's CLIR rule, `raw` the retention of ingested files.
 
 pub mod checkpoint;
 pub mod complete;
@@ -10,6 +10,7 @@ pub mod dedup;
 pub mod format;
 pub mod ingest;
 pub mod quarantine;
+pub mod raw;
 pub mod reader;
 pub mod row;
 pub mod service;

@@ -215,6 +215,7 @@ pub fn ingestor(
         completer,
         outbox,
         config.cdr.all_formats(),
+        &config.cdr.feeds,
     )
     .map_err(|e| StartError::Cdr(e.to_string()))
 }
@@ -697,8 +698,9 @@ fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
     }
 }
 
-/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded and CDR
-/// quarantine rows past their retention purged, hourly (cheap: a directory listing each).
+/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded, and raw CDR
+/// files and quarantine rows past their retention purged, at start and hourly (cheap: a
+/// directory listing each).
 async fn housekeeping_loop(
     metrics: Metrics,
     recorder: Arc<Recorder>,
@@ -716,6 +718,8 @@ async fn housekeeping_loop(
                 let metrics = metrics.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     prune_keys(recorder.keyring(), keep_keys, &metrics);
+                    // Raw files first: a kept spool file goes only while its checkpoint lasts.
+                    ingestor.purge_raw();
                     ingestor.purge(quarantine_days);
                 })
                 .await;
