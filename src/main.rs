@@ -282,8 +282,11 @@ fn cdr_import(
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(path)?;
+    let (config, warnings) = config::load_with_warnings(path)?;
     calltrackd::ops::telemetry::init(&config.log);
+    for warning in &warnings {
+        tracing::warn!(key = %warning.path, warning = %warning.message, "Config setting defeats a safe default.");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -335,8 +338,11 @@ async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::Sender<conf
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(_) => {
+    match config::load_with_warnings(path) {
+        Ok((_, warnings)) => {
+            for warning in &warnings {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             println!("{}: OK", path.display());
             ExitCode::SUCCESS
         }

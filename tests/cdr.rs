@@ -656,3 +656,38 @@ fn feeds_move_ingested_files_into_their_raw_store_and_the_daemon_purges_them_at_
         "{log}"
     );
 }
+
+#[test]
+fn check_config_warns_about_a_feed_that_keeps_raw_files_for_good() {
+    let check = |after: &str| {
+        let (dir, config) = offline_config(&format!(
+            "{}{after}",
+            feed(Path::new("/srv/spool"), "sipcarrier-csv")
+        ));
+        let out = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+            .arg("check-config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        drop(dir);
+        assert!(out.status.success(), "{after}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = check("after = \"keep\"\n");
+    assert!(warned.contains("warning:"), "{warned}");
+    assert!(warned.contains("cdr.feeds[0].after"), "{warned}");
+    assert!(warned.contains("raw_retention_hours"), "{warned}");
+    assert!(
+        !warned.contains("/srv/spool"),
+        "no config value echoed: {warned}"
+    );
+    for fine in [
+        "",
+        "after = \"keep\"\nraw_retention_hours = 48\n",
+        "after = \"move\"\ndone_dir = \"/srv/done\"\n",
+        "after = \"delete\"\n",
+    ] {
+        let stderr = check(fine);
+        assert!(!stderr.contains("warning"), "{fine}: {stderr}");
+    }
+}
