@@ -115,7 +115,8 @@ enum SubjectCommand {
 #[derive(Debug, Subcommand)]
 enum CdrCommand {
     /// Ingest one CDR file once, through the same path as a feed (stop the daemon first: the
-    /// outbox has one writer).
+    /// outbox has one writer). The file then moves into <data_dir>/cdr/raw/import/ and is
+    /// deleted after 72 hours, like a feed's; raw files past their retention are purged.
     Import {
         #[arg(long, short, default_value = "/etc/calltrackd/calltrackd.toml")]
         config: PathBuf,
@@ -124,6 +125,9 @@ enum CdrCommand {
         /// A [cdr.formats] name or a built-in preset.
         #[arg(long)]
         format: String,
+        /// Leave the file where it is (its retention is then yours).
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -218,8 +222,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     config,
                     file,
                     format,
+                    keep,
                 },
-        } => cdr_import(&config, &file, &format),
+        } => cdr_import(&config, &file, &format, keep),
         Command::Status { config, json } => status(&config, json),
         Command::Evidence { command } => evidence(command),
     }
@@ -379,6 +384,7 @@ fn cdr_import(
     config: &std::path::Path,
     file: &std::path::Path,
     format: &str,
+    keep: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = config::load(config)?;
     calltrackd::ops::telemetry::init(&config.log);
@@ -398,8 +404,21 @@ fn cdr_import(
     let Some(fmt) = ingestor.format(format).cloned() else {
         anyhow::bail!("unknown CDR format {format:?} (see [cdr.formats] and the built-in presets)");
     };
-    let after = calltrackd::cdr::After::Keep;
-    let report = ingestor.ingest(file, "import", &fmt, after, false, runtime.handle().clone())?;
+    let after = if keep {
+        calltrackd::cdr::After::Keep
+    } else {
+        ingestor.import_after()
+    };
+    let stored = match &after {
+        calltrackd::cdr::After::Store(dir) => Some(dir.clone()),
+        _ => None,
+    };
+    let feed = calltrackd::cdr::watch::IMPORT_FEED;
+    let result = ingestor.ingest(file, feed, &fmt, after, false, runtime.handle().clone());
+    // Storage limitation also on hosts where the daemon (and its hourly purge) does not run.
+    ingestor.purge_raw();
+    ingestor.purge(config.cdr.quarantine_days);
+    let report = result?;
     runtime.block_on(outbox.flush())?;
     let counts = &ingestor.counts;
     println!(
@@ -416,12 +435,22 @@ fn cdr_import(
             ""
         }
     );
+    if let Some(dir) = stored {
+        println!(
+            "raw file moved into {}/ (deleted after {} hours; --keep leaves it in place)",
+            dir.display(),
+            calltrackd::cdr::raw::DEFAULT_RETENTION_HOURS
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let config = config::load(path)?;
+    let (config, warnings) = config::load_with_warnings(path)?;
     calltrackd::ops::telemetry::init(&config.log);
+    for warning in &warnings {
+        tracing::warn!(key = %warning.path, warning = %warning.message, "Config setting defeats a safe default.");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -473,8 +502,11 @@ async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::Sender<conf
 }
 
 fn check_config(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(_) => {
+    match config::load_with_warnings(path) {
+        Ok((_, warnings)) => {
+            for warning in &warnings {
+                eprintln!("{}: warning: {warning}", path.display());
+            }
             println!("{}: OK", path.display());
             ExitCode::SUCCESS
         }

@@ -41,6 +41,13 @@ fn import(config: &Path, file: &Path, format: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// Imports a copy of a fixture (the import moves what it ingests into the raw store).
+fn import_fixture(dir: &Path, config: &Path, fixture: &str, format: &str) -> std::process::Output {
+    let copy = dir.join(format!("copy-{}-{fixture}", std::process::id()));
+    std::fs::copy(repo().join("fixtures/cdr").join(fixture), &copy).unwrap();
+    import(config, &copy, format)
+}
+
 fn offline_config(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
@@ -70,7 +77,7 @@ fn each_preset_sample_is_ingested_field_by_field() {
     ];
     for (file, format) in cases {
         let (dir, config) = offline_config("");
-        let out = import(&config, &repo().join("fixtures/cdr").join(file), format);
+        let out = import_fixture(dir.path(), &config, file, format);
         assert!(
             out.status.success(),
             "{file}: {}",
@@ -96,8 +103,9 @@ fn each_preset_sample_is_ingested_field_by_field() {
                     .contains(&e["disposition"].as_str().unwrap())
             );
         }
-        // Re-importing the same file (or the same content) is recognised.
-        let again = import(&config, &repo().join("fixtures/cdr").join(file), format);
+        // Re-importing the same content (the first copy now rests in the raw store) is
+        // recognised.
+        let again = import_fixture(dir.path(), &config, file, format);
         assert!(
             String::from_utf8_lossy(&again.stdout).contains("already ingested"),
             "{file}"
@@ -110,9 +118,10 @@ fn each_preset_sample_is_ingested_field_by_field() {
     }
     // Spot checks on the SIP-carrier sample: the first row.
     let (dir, config) = offline_config("");
-    import(
+    import_fixture(
+        dir.path(),
         &config,
-        &repo().join("fixtures/cdr/sipcarrier-sample.csv"),
+        "sipcarrier-sample.csv",
         "sipcarrier-csv",
     );
     let first = &completed(dir.path())[0];
@@ -366,4 +375,319 @@ P2,,bad-time,,,,+4917698765432,+493055511000,200,tg\n";
         quarantine.contains(digits),
         "the quarantine keeps the raw row for the operator"
     );
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn clir_rows_become_withheld_events_and_their_numbers_rest_nowhere_but_the_quarantine_and_raw_store()
+ {
+    let (dir, config) = offline_config("");
+    let fixture = repo().join("fixtures/cdr/clir-sample.csv");
+    let file = dir.path().join("clir.csv");
+    std::fs::copy(&fixture, &file).unwrap();
+    let out = import(&config, &file, "legacy-noheader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("rows: 8 ok, 0 quarantined"),
+        "an empty calling cell is no longer a bad row: {stdout}"
+    );
+    // Rows are told apart by their end time (ended_at), which the fixture makes unique.
+    let by_end: std::collections::HashMap<String, serde_json::Value> = completed(dir.path())
+        .into_iter()
+        .map(|e| (e["ended_at"].as_str().unwrap().to_owned(), e))
+        .collect();
+    assert_eq!(by_end.len(), 8);
+    let ended = |epoch: i64| {
+        chrono::DateTime::from_timestamp(epoch, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    for (i, withheld) in [false, true, true, true, true, true, true, true]
+        .into_iter()
+        .enumerate()
+    {
+        let i = i as i64;
+        let e = &by_end[&ended(1_714_723_200 + i * 300 + 65 + i)];
+        assert_eq!(e["caller_withheld"], withheld, "row 880{i}: {e}");
+        if withheld {
+            assert!(e.get("caller_pseudonym").is_none(), "{e}");
+            assert!(e.get("caller_region").is_none(), "{e}");
+        }
+    }
+    // The withheld numbers by their national significant number: a substring of the E.164
+    // (+49…), national (0…) and digits-only (49…) forms alike.
+    let withheld = [
+        "3055507101",
+        "3055507102",
+        "3055507103",
+        "3055507104",
+        "3055507107",
+    ];
+    // The raw store holds the carrier's file itself, by design and under its retention: it
+    // must be exactly the input, and is left out of the scan with the quarantine.
+    let raw = dir.path().join("var/cdr/raw");
+    assert_eq!(files_under(&raw), [raw.join("import/clir.csv")]);
+    assert_eq!(
+        std::fs::read(raw.join("import/clir.csv")).unwrap(),
+        std::fs::read(&fixture).unwrap()
+    );
+    let quarantine = dir.path().join("var/cdr/quarantine");
+    let scanned: Vec<_> = files_under(&dir.path().join("var"))
+        .into_iter()
+        .filter(|p| !p.starts_with(&quarantine) && !p.starts_with(&raw))
+        .collect();
+    assert!(
+        scanned
+            .iter()
+            .any(|p| p.starts_with(dir.path().join("var/outbox"))),
+        "the scan covers the outbox: {scanned:?}"
+    );
+    for path in &scanned {
+        let bytes = std::fs::read(path).unwrap();
+        for number in withheld {
+            assert!(
+                !bytes.windows(number.len()).any(|w| w == number.as_bytes()),
+                "{number} found in {}",
+                path.display()
+            );
+        }
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for number in withheld {
+        assert!(!stdout.contains(number) && !stderr.contains(number));
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Sets a file's mtime `hours` into the past.
+fn age_by_hours(path: &Path, hours: u64) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(hours * 3600))
+        .unwrap();
+}
+
+#[test]
+fn an_imported_file_rests_in_the_private_raw_store_until_its_retention_passes() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, config) = offline_config("");
+    let file = dir.path().join("day1.csv");
+    std::fs::copy(repo().join("fixtures/cdr/legacy-sample.csv"), &file).unwrap();
+    // As carriers upload it: readable by everyone.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = import(&config, &file, "legacy-noheader");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("raw file moved into"), "{stdout}");
+    let raw = dir.path().join("var/cdr/raw");
+    let stored = raw.join("import/day1.csv");
+    assert!(!file.exists(), "moved, not copied");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(repo().join("fixtures/cdr/legacy-sample.csv")).unwrap()
+    );
+    assert_eq!(mode(&stored), 0o600);
+    assert_eq!(mode(&raw.join("import")), 0o700);
+    assert_eq!(mode(&raw), 0o700);
+    let events = completed(dir.path()).len();
+    assert_eq!(events, 16);
+
+    // 71 hours on it stays; past 72 hours the purge at the end of the next import deletes it.
+    age_by_hours(&stored, 71);
+    let other = dir.path().join("day2.csv");
+    std::fs::write(
+        &other,
+        "9001|1714723200|0|1714723210|+493055500001|+493055523000|BUSY|E1-0|0\n",
+    )
+    .unwrap();
+    assert!(import(&config, &other, "legacy-noheader").status.success());
+    assert!(stored.exists(), "within its retention");
+    age_by_hours(&stored, 73);
+    let third = dir.path().join("day3.csv");
+    std::fs::write(
+        &third,
+        "9002|1714723200|0|1714723210|+493055500001|+493055523000|BUSY|E1-0|0\n",
+    )
+    .unwrap();
+    assert!(import(&config, &third, "legacy-noheader").status.success());
+    assert!(!stored.exists(), "deleted past its retention");
+    assert!(raw.join("import/day2.csv").exists() && raw.join("import/day3.csv").exists());
+
+    // The carrier sends the purged export again: recognised, not ingested twice.
+    std::fs::copy(repo().join("fixtures/cdr/legacy-sample.csv"), &file).unwrap();
+    let again = import(&config, &file, "legacy-noheader");
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already ingested"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(completed(dir.path()).len(), events + 2);
+
+    // --keep leaves the operator's file where it is.
+    let kept = dir.path().join("day4.csv");
+    std::fs::write(
+        &kept,
+        "9003|1714723200|0|1714723210|+493055500001|+493055523000|BUSY|E1-0|0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+        .args([
+            "cdr",
+            "import",
+            "--keep",
+            "--format",
+            "legacy-noheader",
+            "--config",
+        ])
+        .arg(&config)
+        .arg(&kept)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(kept.exists() && !raw.join("import/day4.csv").exists());
+}
+
+#[test]
+fn feeds_move_ingested_files_into_their_raw_store_and_the_daemon_purges_them_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let kept_spool = dir.path().join("spool-kept");
+    std::fs::create_dir_all(&spool).unwrap();
+    std::fs::create_dir_all(&kept_spool).unwrap();
+    let kept_feed = format!(
+        "{}after = \"keep\"\nraw_retention_hours = 1\n",
+        feed(&kept_spool, "sipcarrier-csv").replace("\"carrier\"", "\"kept\"")
+    );
+    let config = format!(
+        "{}\n{}\n{}\n{kept_feed}",
+        base_config(&dir.path().join("var")),
+        cdr_pool(),
+        feed(&spool, "sipcarrier-csv")
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    let sample = std::fs::read(repo().join("fixtures/cdr/sipcarrier-sample.csv")).unwrap();
+    // The kept feed's export differs: the checkpoints know a file by content across feeds.
+    let mut other = String::from(
+        "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group\n",
+    );
+    for i in 0..3 {
+        other.push_str(&format!(
+            "K{i},,2026-11-24T07:00:00Z,,2026-11-24T07:00:09Z,0,+493055500001,+493055511000,486,tg\n"
+        ));
+    }
+    let arrive = |to: &Path, bytes: &[u8], aged: Option<u64>| {
+        let tmp = to.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        if let Some(hours) = aged {
+            age_by_hours(&tmp, hours);
+        }
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    arrive(&spool.join("moved.csv"), &sample, None);
+    // Two hours old on arrival, so past the kept feed's one hour once ingested.
+    arrive(&kept_spool.join("kept.csv"), other.as_bytes(), Some(2));
+    // Matches the glob but does not fit the format: never ingested, so never purged.
+    let unread = kept_spool.join("unread.csv");
+    std::fs::write(&unread, "cdr_id,setup_time\nX,2024-05-02T08:00:00Z\n").unwrap();
+    age_by_hours(&unread, 2);
+
+    let store = daemon.data_dir().join("cdr/raw/carrier");
+    let stored = store.join("moved.csv");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stored.exists() || daemon.events().len() < 17 {
+        assert!(Instant::now() < deadline, "not ingested:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!spool.join("moved.csv").exists());
+    assert_eq!(mode(&stored), 0o600);
+    assert_eq!(mode(&store), 0o700);
+    assert!(kept_spool.join("kept.csv").exists(), "after = keep");
+    assert!(!daemon.data_dir().join("cdr/raw/kept").exists());
+
+    // Past the default 72 hours; the daemon's purge runs at start (and hourly).
+    age_by_hours(&stored, 73);
+    let daemon = daemon.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored.exists() || kept_spool.join("kept.csv").exists() {
+        assert!(Instant::now() < deadline, "not purged:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        unread.exists(),
+        "a file never ingested is not the purge's to delete"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(daemon.events().len(), 17, "nothing ingested twice");
+    let log = daemon.log();
+    assert!(
+        log.contains("Raw CDR files past their retention deleted."),
+        "{log}"
+    );
+}
+
+#[test]
+fn check_config_warns_about_a_feed_that_keeps_raw_files_for_good() {
+    let check = |after: &str| {
+        let (dir, config) = offline_config(&format!(
+            "{}{after}",
+            feed(Path::new("/srv/spool"), "sipcarrier-csv")
+        ));
+        let out = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+            .arg("check-config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        drop(dir);
+        assert!(out.status.success(), "{after}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let warned = check("after = \"keep\"\n");
+    assert!(warned.contains("warning:"), "{warned}");
+    assert!(warned.contains("cdr.feeds[0].after"), "{warned}");
+    assert!(warned.contains("raw_retention_hours"), "{warned}");
+    assert!(
+        !warned.contains("/srv/spool"),
+        "no config value echoed: {warned}"
+    );
+    for fine in [
+        "",
+        "after = \"keep\"\nraw_retention_hours = 48\n",
+        "after = \"move\"\ndone_dir = \"/srv/done\"\n",
+        "after = \"delete\"\n",
+    ] {
+        let stderr = check(fine);
+        assert!(!stderr.contains("warning"), "{fine}: {stderr}");
+    }
 }

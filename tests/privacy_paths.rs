@@ -23,14 +23,20 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Every file under the data dir but the quarantine, and the log: none may hold the caller's
-/// digits, a Call-ID of ours, or a display name.
+/// Every file under the data dir but the quarantine and the raw CDR store (the carrier's own
+/// files, private and deleted after `raw_retention_hours`), and the log: none may hold the
+/// caller's digits, a Call-ID of ours, a display name or a user agent.
 fn assert_no_raw_identifiers(daemon: &Daemon, call_ids: &[&str]) {
     fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
-                if path.file_name().is_some_and(|n| n == "quarantine") {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                let cdr_dir = path.parent().is_some_and(|p| p.ends_with("cdr"));
+                if name == "quarantine" || (cdr_dir && name == "raw") {
                     continue;
                 }
                 walk(&path, out);

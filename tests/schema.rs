@@ -72,6 +72,9 @@ fn every_emitted_event_type_validates_against_the_published_schema() {
     );
     let path = dir.path().join("c.toml");
     std::fs::write(&path, config).unwrap();
+    // A copy: the import moves what it ingests into the raw store.
+    let sample = dir.path().join("sipcarrier-sample.csv");
+    std::fs::copy(repo().join("fixtures/cdr/sipcarrier-sample.csv"), &sample).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_calltrackd"))
         .args([
             "cdr",
@@ -81,7 +84,7 @@ fn every_emitted_event_type_validates_against_the_published_schema() {
             "--format",
             "sipcarrier-csv",
         ])
-        .arg(repo().join("fixtures/cdr/sipcarrier-sample.csv"))
+        .arg(&sample)
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -48,6 +48,9 @@ pub struct Counts {
     pub duplicates: Counter,
     pub files_ingested: Counter,
     pub files_failed: Counter,
+    /// Raw CDR files deleted past their feed's retention.
+    pub raw_purged: Counter,
+    pub raw_purge_failures: Counter,
     /// One batch: its rows to events, appended and fsynced.
     pub batch_seconds: Histogram,
 }
@@ -63,6 +66,8 @@ impl Default for Counts {
             duplicates: Counter::default(),
             files_ingested: Counter::default(),
             files_failed: Counter::default(),
+            raw_purged: Counter::default(),
+            raw_purge_failures: Counter::default(),
             batch_seconds: crate::ops::metrics::latency_buckets(),
         }
     }
@@ -111,6 +116,16 @@ impl Counts {
             "files_failed",
             "CDR file ingests that stopped with an error",
             self.files_failed.clone(),
+        );
+        r.register(
+            "raw_files_purged",
+            "Raw CDR files deleted past their feed's raw_retention_hours",
+            self.raw_purged.clone(),
+        );
+        r.register(
+            "raw_purge_failures",
+            "Purges of raw CDR files that failed (files stay until the next hourly run)",
+            self.raw_purge_failures.clone(),
         );
         r.register(
             "batch_seconds",
@@ -166,6 +181,18 @@ impl Completer {
         number
     }
 
+    /// Who called, as the event may know it. A CLIR row (`Row::caller_withheld`, decided by the
+    /// format's presentation column and withheld words) is withheld even though carriers export
+    /// the real number; its cell is not even normalized, so it never enters the number cache.
+    /// A cell that is no phone number (a trunk label, a placeholder) is withheld as well.
+    fn caller(&self, row: &Row) -> CallerIdentity {
+        if row.caller_withheld {
+            return CallerIdentity::Withheld;
+        }
+        self.normalize(&row.calling_raw)
+            .map_or(CallerIdentity::Withheld, CallerIdentity::Number)
+    }
+
     /// The event for one row: `Ok(None)` when the row is not for a tracking number.
     pub fn event(&self, feed: &str, row: &Row) -> Result<Option<Vec<u8>>, &'static str> {
         let called: E164 = self.normalize(&row.called_raw).ok_or(CALLED_NOT_A_NUMBER)?;
@@ -177,11 +204,7 @@ impl Completer {
         let Some(campaign_id) = pool.get(called.as_str()) else {
             return Ok(None);
         };
-        // A calling number that is not a number (anonymous, empty, a trunk label) is withheld.
-        let caller = match self.normalize(&row.calling_raw) {
-            Some(number) if !is_anonymous(&row.calling_raw) => CallerIdentity::Number(number),
-            _ => CallerIdentity::Withheld,
-        };
+        let caller = self.caller(row);
         let record_key = format!("{feed}/{}", row.record_id);
         let facts = CdrFacts {
             record_key: &record_key,
@@ -264,16 +287,98 @@ impl RowSink for OutboxSink<'_> {
     }
 }
 
-/// Carriers write withheld callers as words in the calling-number column.
-fn is_anonymous(raw: &str) -> bool {
-    let raw = raw.trim().to_ascii_lowercase();
-    [
-        "anonymous",
-        "restricted",
-        "unavailable",
-        "private",
-        "withheld",
-    ]
-    .iter()
-    .any(|w| raw.contains(w))
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::call::{CallerPolicy, Keyring, Policy, Rotation};
+    use crate::cdr::format::builtin_presets;
+    use crate::cdr::row::Mapper;
+
+    const TRACKING: &str = "+493055511000";
+
+    fn completer(keys: &std::path::Path) -> Completer {
+        let normalizer = Normalizer::new("DE").unwrap();
+        let keyring = Keyring::open(&keys.join("keys"), Rotation::Monthly).unwrap();
+        let policy = Policy {
+            caller: CallerPolicy::default(),
+            region_digits: Some(2),
+        };
+        let recorder = Recorder::new(keyring, normalizer.clone(), HashMap::new(), policy);
+        let pool = HashMap::from([(TRACKING.to_owned(), "c".to_owned())]);
+        Completer::new(
+            Arc::new(recorder),
+            normalizer,
+            pool,
+            TimeDelta::seconds(120),
+        )
+    }
+
+    /// Rows of the legacy preset, whose column 8 is the ISUP presentation indicator.
+    fn row(calling: &str, presentation: &str) -> Row {
+        let m = Mapper::new(&builtin_presets().unwrap()["legacy-noheader"], None).unwrap();
+        let cells = [
+            "1",
+            "1714723200",
+            "1714723210",
+            "1714723270",
+            calling,
+            TRACKING,
+            "ANSWERED",
+            "E1-0",
+            presentation,
+        ];
+        m.map(&csv::ByteRecord::from(cells.to_vec())).unwrap()
+    }
+
+    #[test]
+    fn a_clir_row_is_withheld_although_its_cell_is_a_number() {
+        let keys = tempfile::tempdir().unwrap();
+        let c = completer(keys.path());
+        for (calling, presentation) in [
+            ("+4917612345678", "1"),
+            ("CLIR 017612345678", "0"),
+            ("anonymous", ""),
+            ("", ""),
+            ("trunk-7", ""),
+        ] {
+            assert_eq!(
+                c.caller(&row(calling, presentation)),
+                CallerIdentity::Withheld,
+                "{calling:?} / {presentation:?}"
+            );
+        }
+        assert!(
+            !c.memo
+                .lock()
+                .unwrap()
+                .keys()
+                .any(|k| k.contains("17612345678")),
+            "a CLIR cell is never normalized, so never cached"
+        );
+        let presented = Normalizer::new("DE")
+            .unwrap()
+            .normalize("+4917612345678")
+            .unwrap();
+        assert_eq!(
+            c.caller(&row("+4917612345678", "0")),
+            CallerIdentity::Number(presented)
+        );
+    }
+
+    #[test]
+    fn a_clir_rows_event_says_withheld_and_carries_no_trace_of_the_number() {
+        let keys = tempfile::tempdir().unwrap();
+        let c = completer(keys.path());
+        let event = c
+            .event("feed", &row("+4917612345678", "1"))
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(event).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["caller_withheld"], true, "{text}");
+        assert!(json.get("caller_pseudonym").is_none(), "{text}");
+        assert!(json.get("caller_region").is_none(), "{text}");
+        assert!(!text.contains("17612345678"), "{text}");
+    }
 }

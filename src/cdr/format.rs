@@ -7,6 +7,10 @@
 //!
 //! `validate` checks everything that can be checked without a file and names the offending
 //! key in fixed words, so a config error never echoes the config's text.
+//!
+//! Withheld callers (CLIR) are declared here too: `columns.presentation` with the values in
+//! `presentation_restricted`, and `withheld_words` for carriers that write the restriction into
+//! the calling-number cell; `withheld.rs` applies them.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +44,8 @@ pub struct Columns {
     pub disposition: Option<Column>,
     pub cause_code: Option<Column>,
     pub trunk: Option<Column>,
+    /// The caller's presentation indicator (CLIR), compared with `presentation_restricted`.
+    pub presentation: Option<Column>,
 }
 
 impl Columns {
@@ -57,6 +63,7 @@ impl Columns {
             ("columns.disposition", &self.disposition),
             ("columns.cause_code", &self.cause_code),
             ("columns.trunk", &self.trunk),
+            ("columns.presentation", &self.presentation),
         ]
         .into_iter()
         .filter_map(|(key, col)| col.as_ref().map(|c| (key, c)))
@@ -125,6 +132,48 @@ pub struct Format {
     /// Carrier disposition words (case-insensitive) to ours.
     #[serde(default)]
     pub disposition_map: BTreeMap<String, Disposition>,
+    /// Words in the calling-number cell that mean the caller withheld the number (whole cell or
+    /// a word inside it, case-insensitive). Setting the key replaces the defaults.
+    #[serde(default = "default_withheld_words")]
+    pub withheld_words: Vec<String>,
+    /// Values of `columns.presentation` that mean "presentation restricted" (whole cell,
+    /// case-insensitive). Setting the key replaces the defaults.
+    #[serde(default = "default_presentation_restricted")]
+    pub presentation_restricted: Vec<String>,
+}
+
+/// What carriers write into the calling-number cell for a withheld caller.
+pub const DEFAULT_WITHHELD_WORDS: [&str; 8] = [
+    "anonym",
+    "anonymous",
+    "restricted",
+    "withheld",
+    "unknown",
+    "private",
+    "unavailable",
+    "clir",
+];
+
+/// Presentation-column values for "restricted": `1` is the ISUP address presentation
+/// restricted indicator (ITU-T Q.763, calling party number: 0 allowed, 1 restricted); the rest are the flags
+/// and words of carrier portals.
+pub const DEFAULT_PRESENTATION_RESTRICTED: [&str; 8] = [
+    "1",
+    "y",
+    "yes",
+    "true",
+    "restricted",
+    "prohibited",
+    "clir",
+    "anonymous",
+];
+
+fn default_withheld_words() -> Vec<String> {
+    DEFAULT_WITHHELD_WORDS.map(str::to_owned).to_vec()
+}
+
+fn default_presentation_restricted() -> Vec<String> {
+    DEFAULT_PRESENTATION_RESTRICTED.map(str::to_owned).to_vec()
 }
 
 fn default_quote() -> char {
@@ -162,6 +211,14 @@ pub enum FormatError {
     NoHeader,
     #[error("built-in preset {0} does not parse")]
     Preset(&'static str),
+    #[error("{0} must not contain an empty entry")]
+    EmptyEntry(&'static str),
+    #[error(
+        "withheld_words entries must contain a letter (a cell that is not a phone number counts as withheld anyway)"
+    )]
+    WordWithoutLetter,
+    #[error("presentation_restricted must not be empty when columns.presentation is set")]
+    NoRestrictedValues,
 }
 
 impl Format {
@@ -196,8 +253,32 @@ impl Format {
         if c.cause_code.is_some() && self.cause_kind.is_none() {
             return Err(FormatError::NoCauseKind);
         }
+        self.validate_withheld()?;
         self.time()?;
         self.zone()?;
+        Ok(())
+    }
+
+    fn validate_withheld(&self) -> Result<(), FormatError> {
+        let blank = |list: &[String]| list.iter().any(|w| w.trim().is_empty());
+        if blank(&self.withheld_words) {
+            return Err(FormatError::EmptyEntry("withheld_words"));
+        }
+        // A digit-only word would fire inside spaced-out numbers ("0 30 5550 …"): a number
+        // placeholder is better left to normalization, which withholds what is not a number.
+        if !self
+            .withheld_words
+            .iter()
+            .all(|w| w.chars().any(char::is_alphabetic))
+        {
+            return Err(FormatError::WordWithoutLetter);
+        }
+        if blank(&self.presentation_restricted) {
+            return Err(FormatError::EmptyEntry("presentation_restricted"));
+        }
+        if self.columns.presentation.is_some() && self.presentation_restricted.is_empty() {
+            return Err(FormatError::NoRestrictedValues);
+        }
         Ok(())
     }
 
@@ -347,6 +428,59 @@ mod tests {
         let mut f = base();
         f.delimiter = '§';
         assert_eq!(f.validate(), Err(FormatError::NotAscii("delimiter")));
+    }
+
+    #[test]
+    fn withheld_defaults_apply_unless_set() {
+        let f = base();
+        assert_eq!(f.withheld_words, DEFAULT_WITHHELD_WORDS);
+        assert_eq!(f.presentation_restricted, DEFAULT_PRESENTATION_RESTRICTED);
+        let f: Format = toml::from_str(
+            r#"
+            delimiter = ","
+            has_header = true
+            time_format = "rfc3339"
+            withheld_words = ["unterdrückt"]
+            presentation_restricted = ["J"]
+            [columns]
+            presentation = "clir"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.withheld_words, ["unterdrückt"]);
+        assert_eq!(f.presentation_restricted, ["J"]);
+        assert_eq!(f.columns.presentation, Some(Column::Name("clir".into())));
+    }
+
+    #[test]
+    fn withheld_lists_are_validated_without_echoing() {
+        let mut f = base();
+        f.withheld_words.push("  ".into());
+        assert_eq!(
+            f.validate().unwrap_err().to_string(),
+            "withheld_words must not contain an empty entry"
+        );
+        let mut f = base();
+        f.withheld_words = vec!["0049".into()];
+        let msg = f.validate().unwrap_err().to_string();
+        assert_eq!(f.validate(), Err(FormatError::WordWithoutLetter));
+        assert!(!msg.contains("0049"));
+        let mut f = base();
+        f.presentation_restricted = vec![String::new()];
+        assert_eq!(
+            f.validate(),
+            Err(FormatError::EmptyEntry("presentation_restricted"))
+        );
+        let mut f = base();
+        f.presentation_restricted.clear();
+        assert_eq!(f.validate(), Ok(()), "no column: the list is unused");
+        f.columns.presentation = Some(Column::Name("clir".into()));
+        assert_eq!(f.validate(), Err(FormatError::NoRestrictedValues));
+        f.columns.presentation = Some(Column::Index(9));
+        assert_eq!(
+            f.validate(),
+            Err(FormatError::WantName("columns.presentation"))
+        );
     }
 
     #[test]

@@ -7,13 +7,16 @@
 //! Quarantine entries of a batch are written after the sink accepted it and before the
 //! commit, so they too appear once (twice only after a crash between those two writes).
 //!
+//! Then `after`: by default the file moves into the feed's private raw store (`raw.rs`).
+//!
 //! This is blocking file I/O and CPU work: async callers run it in `spawn_blocking` and
 //! bridge to an async outbox with [`ChannelSink`].
 
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::SystemTime;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +25,7 @@ use super::checkpoint::{CheckpointError, Checkpoints, FileId};
 use super::dedup::{self, Key};
 use super::format::Format;
 use super::quarantine::{Entry, Quarantine, QuarantineError};
+use super::raw;
 use super::reader::{ReadError, Reader, Resume};
 use super::row::{Row, RowError};
 use super::watch::{After, Feed, marker_path};
@@ -85,11 +89,16 @@ pub struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
-    pub fn for_feed(feed: &'a Feed, format: &'a Format, batch_size: usize) -> Self {
+    pub fn for_feed(
+        feed: &'a Feed,
+        format: &'a Format,
+        batch_size: usize,
+        data_dir: &Path,
+    ) -> Self {
         Self {
             feed: &feed.name,
             format,
-            after: feed.after(),
+            after: feed.after(data_dir),
             marker: feed.uses_marker(),
             batch_size,
         }
@@ -260,9 +269,15 @@ fn finish(path: &Path, job: &Job<'_>) -> Result<(), IngestError> {
             remove(path)?;
             marker.map_or(Ok(()), |m| remove(&m))
         }
-        After::Move(dir) => {
-            fs::create_dir_all(dir).map_err(IngestError::After)?;
-            move_into(path, dir)?;
+        After::Store(dir) | After::Move(dir) => {
+            let opened = if matches!(job.after, After::Store(_)) {
+                raw::open_store(dir)
+            } else {
+                raw::open_dir(dir)
+            };
+            opened
+                .and_then(|()| raw::move_into(path, dir, SystemTime::now()))
+                .map_err(IngestError::After)?;
             marker.map_or(Ok(()), |m| remove(&m))
         }
     }
@@ -273,30 +288,6 @@ fn remove(path: &Path) -> Result<(), IngestError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(IngestError::After(e)),
         _ => Ok(()),
     }
-}
-
-/// Moves without overwriting an earlier file of the same name (carriers reuse daily names).
-fn move_into(path: &Path, dir: &Path) -> Result<(), IngestError> {
-    let name = path.file_name().unwrap_or_default().to_owned();
-    let mut target = dir.join(&name);
-    let mut n = 1;
-    while target.exists() {
-        let mut alt = name.clone();
-        alt.push(format!(".{n}"));
-        target = dir.join(alt);
-        n += 1;
-    }
-    if fs::rename(path, &target).is_ok() {
-        return Ok(());
-    }
-    // Across filesystems rename fails; copy then delete (the checkpoint already says done).
-    copy_then_remove(path, &target).map_err(IngestError::After)
-}
-
-fn copy_then_remove(from: &Path, to: &PathBuf) -> io::Result<()> {
-    fs::copy(from, to)?;
-    fs::File::open(to)?.sync_all()?;
-    fs::remove_file(from)
 }
 
 #[cfg(test)]

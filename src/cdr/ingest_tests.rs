@@ -180,6 +180,14 @@ fn legacy_sample_maps_disposition_words_and_derives_duration() {
     assert_eq!(words[8], Disposition::Failed, "CONGESTION");
     assert_eq!(words[9], Disposition::Cancelled, "CANCEL");
     assert!(rows[2].answer_utc.is_none() && rows[2].duration_seconds == 0);
+    // Column 8 is the presentation indicator: 7703 and 7712 are CLIR calls, number kept raw.
+    let withheld: Vec<_> = rows
+        .iter()
+        .filter(|r| r.caller_withheld)
+        .map(|r| r.record_id.as_str())
+        .collect();
+    assert_eq!(withheld, ["7703", "7712"]);
+    assert_eq!(rows[3].calling_raw, "+493055507474");
 }
 
 #[test]
@@ -377,6 +385,76 @@ fn after_move_and_delete_take_the_marker_along() {
     };
     ingest_file(&path, &job, &mut env.cp, &mut env.q, &mut sink).unwrap();
     assert!(!path.exists());
+}
+
+#[test]
+fn a_stored_then_purged_file_is_not_ingested_again() {
+    use std::os::unix::fs::MetadataExt;
+    let mut env = Env::new();
+    let store = raw::store_dir(env.data.path(), "feed-a");
+    let format = env.presets["legacy-noheader"].clone();
+    let job = Job {
+        feed: "feed-a",
+        format: &format,
+        after: After::Store(store.clone()),
+        marker: false,
+        batch_size: 50,
+    };
+    let path = env.drop_fixture("legacy-sample.csv", "day1.csv");
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut rows = Vec::new();
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert_eq!(report.rows_ok, 16);
+    assert!(!path.exists());
+    let stored = store.join("day1.csv");
+    assert_eq!(fs::metadata(&stored).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(fs::metadata(&store).unwrap().mode() & 0o777, 0o700);
+    // Renamed, not copied: the checkpoint still knows the stored file by its identity.
+    assert!(
+        env.cp
+            .lookup(&FileId::of(&stored).unwrap())
+            .unwrap()
+            .complete
+    );
+
+    // Past its retention the purge deletes it...
+    fs::File::options()
+        .write(true)
+        .open(&stored)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - raw::hours(73))
+        .unwrap();
+    let retention = raw::Retention::store(env.data.path(), "feed-a");
+    assert_eq!(
+        retention
+            .purge(std::time::SystemTime::now(), |_| false)
+            .unwrap(),
+        1
+    );
+    assert!(!stored.exists());
+    // ...and the carrier's resend of the same export is recognised, not ingested twice.
+    let again = env.drop_fixture("legacy-sample.csv", "day1-resent.csv");
+    let report = ingest_file(
+        &again,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(report.skipped_already_done);
+    assert_eq!(rows.len(), 16, "no row twice");
+    assert!(
+        store.join("day1-resent.csv").exists(),
+        "the resend is stored too"
+    );
 }
 
 #[test]

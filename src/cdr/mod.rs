@@ -1,7 +1,8 @@
 //! Carrier CDR ingest. A 302 redirect means calltrackd never sees a call end; the carrier's
 //! CDR export does. Data flows: `watch` (spool directory, completeness) → `ingest` (one
 //! file) → `reader` (plain/gzip CSV stream) → `row` (sans-IO mapping by `format`) → a
-//! `RowSink`, with `checkpoint` + `dedup` for exactly-once and `quarantine` for bad rows.
+//! `RowSink`, with `checkpoint` + `dedup` for exactly-once and `quarantine` for bad rows;
+//! `withheld` is the row mapper's CLIR rule, `raw` the retention of ingested files.
 
 pub mod checkpoint;
 pub mod complete;
@@ -9,10 +10,12 @@ pub mod dedup;
 pub mod format;
 pub mod ingest;
 pub mod quarantine;
+pub mod raw;
 pub mod reader;
 pub mod row;
 pub mod service;
 pub mod watch;
+pub mod withheld;
 
 pub use checkpoint::{Checkpoints, FileId, Fingerprint, State};
 pub use format::{Format, FormatError, builtin_presets};

@@ -32,7 +32,9 @@
 //! call never reads as zero), else from `end - answer`, else 0 for unanswered calls.
 //!
 //! Numbers stay raw here: E.164 normalization and pseudonyms are `call::Normalizer`'s job.
-//! Row errors are fixed words naming the column, never its contents.
+//! Whether the caller withheld the number (CLIR) is decided here, by the format's presentation
+//! column and withheld words (`withheld.rs`); an empty calling cell is a withheld caller, not a
+//! bad row. Row errors are fixed words naming the column, never its contents.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -42,6 +44,7 @@ use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::format::{CauseKind, Column, DurationUnit, Encoding, Format, FormatError, TimeFormat};
+use super::withheld;
 
 /// Our normalized call outcome: the event schema's own set.
 pub use crate::call::Disposition;
@@ -111,6 +114,7 @@ pub enum Field {
     Disposition,
     CauseCode,
     Trunk,
+    Presentation,
 }
 
 impl Field {
@@ -127,6 +131,7 @@ impl Field {
             Self::Disposition => "disposition",
             Self::CauseCode => "cause_code",
             Self::Trunk => "trunk",
+            Self::Presentation => "presentation",
         }
     }
 }
@@ -171,7 +176,12 @@ pub struct Row {
     pub answer_utc: Option<DateTime<Utc>>,
     pub end_utc: Option<DateTime<Utc>>,
     pub duration_seconds: u64,
+    /// The calling cell as written, even for a withheld caller: the quarantine may need it,
+    /// an event never gets it.
     pub calling_raw: String,
+    /// The caller withheld the number (CLIR): restricted presentation, an empty calling cell,
+    /// or a withheld word in it.
+    pub caller_withheld: bool,
     pub called_raw: String,
     pub disposition: Disposition,
     pub trunk: Option<String>,
@@ -191,6 +201,7 @@ impl fmt::Debug for Row {
             .field("end_utc", &self.end_utc)
             .field("duration_seconds", &self.duration_seconds)
             .field("calling_raw", &HIDDEN)
+            .field("caller_withheld", &self.caller_withheld)
             .field("called_raw", &HIDDEN)
             .field("disposition", &self.disposition)
             .field("trunk", &self.trunk)
@@ -218,6 +229,7 @@ struct Resolved {
     disposition: Option<usize>,
     cause: Option<usize>,
     trunk: Option<usize>,
+    presentation: Option<usize>,
 }
 
 /// Maps records of one file in one format.
@@ -228,6 +240,7 @@ pub struct Mapper {
     unit: DurationUnit,
     cause: Option<CauseKind>,
     words: HashMap<String, Disposition>,
+    withheld: withheld::Rule,
     cols: Resolved,
 }
 
@@ -287,6 +300,7 @@ impl Mapper {
             disposition: find("columns.disposition", &c.disposition)?,
             cause: find("columns.cause_code", &c.cause_code)?,
             trunk: find("columns.trunk", &c.trunk)?,
+            presentation: find("columns.presentation", &c.presentation)?,
         };
         let words = format
             .disposition_map
@@ -300,6 +314,7 @@ impl Mapper {
             unit: format.duration_unit,
             cause: format.cause_kind,
             words,
+            withheld: withheld::Rule::new(&format.withheld_words, &format.presentation_restricted),
             cols,
         })
     }
@@ -332,9 +347,14 @@ impl Mapper {
                 _ => 0,
             },
         };
+        // Present but possibly empty: an empty calling cell is a withheld caller.
         let calling_raw = self
-            .required(rec, c.calling, Field::CallingNumber)?
+            .cell(rec, c.calling, Field::CallingNumber)?
             .into_owned();
+        let presentation = self.optional(rec, c.presentation, Field::Presentation)?;
+        let caller_withheld = self
+            .withheld
+            .withheld(&calling_raw, presentation.as_deref());
         let called_raw = self
             .required(rec, c.called, Field::CalledNumber)?
             .into_owned();
@@ -352,6 +372,7 @@ impl Mapper {
             end_utc,
             duration_seconds,
             calling_raw,
+            caller_withheld,
             called_raw,
             disposition,
             trunk,
@@ -784,6 +805,186 @@ mod tests {
             ]))
             .unwrap_err();
         assert_eq!(err, RowError::EndBeforeAnswer);
+    }
+
+    /// A header format with a presentation column, as a SIP carrier's portal exports it.
+    fn with_presentation(extra: &str) -> Mapper {
+        let f: Format = toml::from_str(&format!(
+            r#"
+            delimiter = ","
+            has_header = true
+            time_format = "rfc3339"
+            cause_kind = "sip"
+            {extra}
+            [columns]
+            record_id = "id"
+            start = "start"
+            duration = "dur"
+            calling_number = "from"
+            called_number = "to"
+            cause_code = "status"
+            presentation = "clir"
+            "#
+        ))
+        .unwrap();
+        let header = rec(&["id", "start", "dur", "from", "to", "status", "clir"]);
+        Mapper::new(&f, Some(&header)).unwrap()
+    }
+
+    fn clir_row(m: &Mapper, from: &str, clir: Option<&str>) -> Row {
+        let mut cells = vec![
+            "w1",
+            "2024-05-02T08:00:00Z",
+            "3",
+            from,
+            "+4930555002",
+            "200",
+        ];
+        cells.extend(clir);
+        m.map(&rec(&cells)).unwrap()
+    }
+
+    #[test]
+    fn presentation_column_marks_each_restricted_value_withheld() {
+        let m = with_presentation("");
+        for value in crate::cdr::format::DEFAULT_PRESENTATION_RESTRICTED {
+            for written in [value.to_owned(), format!(" {} ", value.to_uppercase())] {
+                let row = clir_row(&m, "+4917612345678", Some(&written));
+                assert!(row.caller_withheld, "{written:?}");
+                assert_eq!(
+                    row.calling_raw, "+4917612345678",
+                    "the raw number stays for the quarantine"
+                );
+            }
+        }
+        for value in ["0", "n", "no", "false", "allowed", ""] {
+            assert!(
+                !clir_row(&m, "+4917612345678", Some(value)).caller_withheld,
+                "{value:?}"
+            );
+        }
+        // A row short of the trailing presentation cell says nothing about CLIR.
+        assert!(!clir_row(&m, "+4917612345678", None).caller_withheld);
+    }
+
+    #[test]
+    fn custom_presentation_values_replace_the_defaults() {
+        let m = with_presentation(r#"presentation_restricted = ["J", "ja"]"#);
+        assert!(clir_row(&m, "+4917612345678", Some("j")).caller_withheld);
+        assert!(clir_row(&m, "+4917612345678", Some("JA")).caller_withheld);
+        assert!(!clir_row(&m, "+4917612345678", Some("1")).caller_withheld);
+    }
+
+    #[test]
+    fn each_default_word_in_the_calling_cell_marks_the_caller_withheld() {
+        let m = sip();
+        for word in crate::cdr::format::DEFAULT_WITHHELD_WORDS {
+            for cell in [
+                word.to_owned(),
+                word.to_uppercase(),
+                format!("{word} +4917612345678"),
+                format!("+4917612345678 ({})", word.to_uppercase()),
+            ] {
+                let row = m
+                    .map(&rec(&[
+                        "r1",
+                        "",
+                        "2024-05-02T08:00:00Z",
+                        "",
+                        "",
+                        "0",
+                        &cell,
+                        "+4930555002",
+                        "486",
+                        "",
+                    ]))
+                    .unwrap();
+                assert!(row.caller_withheld, "{cell:?}");
+                assert_eq!(row.calling_raw, cell.trim());
+            }
+        }
+        let row = m
+            .map(&rec(&[
+                "r1",
+                "",
+                "2024-05-02T08:00:00Z",
+                "",
+                "",
+                "0",
+                "+4917612345678",
+                "+4930555002",
+                "486",
+                "",
+            ]))
+            .unwrap();
+        assert!(!row.caller_withheld, "a plain number is presented");
+    }
+
+    #[test]
+    fn custom_withheld_words_replace_the_defaults_in_latin1_exports() {
+        let mut f = builtin_presets().unwrap()["telekom-style"].clone();
+        f.withheld_words = vec!["Unterdrückt".into(), "keine Rufnummer".into()];
+        let latin1 = |s: &str| encoding_rs::WINDOWS_1252.encode(s).0.into_owned();
+        let header = csv::ByteRecord::from(
+            [
+                "Verbindungs-ID",
+                "Beginn",
+                "Annahme",
+                "Ende",
+                "Dauer",
+                "Rufnummer A",
+                "Rufnummer B",
+                "Auslösegrund",
+                "Bündel",
+            ]
+            .map(latin1)
+            .to_vec(),
+        );
+        let m = Mapper::new(&f, Some(&header)).unwrap();
+        let map = |calling: &str| {
+            let cells = [
+                "1",
+                "02.05.2024 10:00:00",
+                "",
+                "02.05.2024 10:00:20",
+                "0",
+                calling,
+                "0305551",
+                "16",
+                "",
+            ];
+            m.map(&csv::ByteRecord::from(cells.map(latin1).to_vec()))
+                .unwrap()
+        };
+        assert!(map("UNTERDRÜCKT").caller_withheld);
+        assert!(map("030 5550 (keine Rufnummer)").caller_withheld);
+        assert!(
+            !map("anonymous").caller_withheld,
+            "the defaults are replaced (the completer still withholds a non-number)"
+        );
+        assert!(!map("030 55505146").caller_withheld);
+    }
+
+    #[test]
+    fn empty_calling_cell_is_a_withheld_caller_not_a_bad_row() {
+        let row = sip()
+            .map(&rec(&[
+                "r1",
+                "",
+                "2024-05-02T08:00:00Z",
+                "",
+                "",
+                "0",
+                "  ",
+                "+4930555002",
+                "486",
+                "",
+            ]))
+            .unwrap();
+        assert!(row.caller_withheld);
+        assert_eq!(row.calling_raw, "");
+        let dbg = format!("{row:?}");
+        assert!(dbg.contains("caller_withheld: true"), "{dbg}");
     }
 
     #[test]

@@ -1,23 +1,26 @@
 //! Running CDR feeds inside the daemon, and one-off imports from the CLI, through the same path:
-//! spool watcher → one file at a time on a blocking thread → `ingest_file` → `OutboxSink`.
+//! spool watcher → one file at a time on a blocking thread → `ingest_file` → `OutboxSink`; and
+//! the retention of what ingest leaves behind (quarantine, checkpoints, raw files).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use chrono::{TimeDelta, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::checkpoint::Checkpoints;
+use super::checkpoint::{Checkpoints, FileId};
 use super::complete::{Completer, Counts, OutboxSink};
 use super::dedup::Limits;
 use super::format::Format;
 use super::ingest::{IngestError, IngestReport, Job, ingest_file};
 use super::quarantine::Quarantine;
-use super::watch::{self, After, Feed};
+use super::raw::{self, Retention, Scope};
+use super::watch::{self, After, Feed, IMPORT_FEED};
 use crate::outbox::Outbox;
 
 /// Rows per batch: one outbox fsync and one checkpoint per batch.
@@ -43,6 +46,8 @@ pub struct Ingestor {
     pub counts: Counts,
     stop: AtomicBool,
     data_dir: PathBuf,
+    /// Every feed's raw files with a retention, and `cdr import`'s store.
+    raw: Vec<Retention>,
 }
 
 impl Ingestor {
@@ -52,6 +57,7 @@ impl Ingestor {
         completer: Completer,
         outbox: Outbox,
         formats: BTreeMap<String, Format>,
+        feeds: &[Feed],
     ) -> Result<Self, ServiceError> {
         let limits = Limits {
             window: duplicate_window,
@@ -70,7 +76,21 @@ impl Ingestor {
             counts: Counts::default(),
             stop: AtomicBool::new(false),
             data_dir: data_dir.to_path_buf(),
+            raw: feeds
+                .iter()
+                .filter_map(|f| Retention::for_feed(f, data_dir))
+                .chain(std::iter::once(Retention::store(data_dir, IMPORT_FEED)))
+                .collect(),
         })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Where `cdr import` puts a file once ingested: the import's private raw store.
+    pub fn import_after(&self) -> After {
+        After::Store(raw::store_dir(&self.data_dir, IMPORT_FEED))
     }
 
     pub fn completer(&self) -> &Completer {
@@ -128,6 +148,54 @@ impl Ingestor {
     /// Stops at the next batch boundary: the current file resumes from its checkpoint later.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Deletes ingested raw CDR files past their feed's `raw_retention_hours`; returns how many.
+    /// Run it before `purge`: a kept spool file is deleted only while its checkpoint still says
+    /// it was ingested.
+    pub fn purge_raw(&self) -> u64 {
+        let now = SystemTime::now();
+        let mut deleted = 0;
+        for retention in &self.raw {
+            let result = if let Scope::Spool { .. } = retention.scope {
+                let checkpoints = self
+                    .checkpoints
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                retention.purge(now, |path| {
+                    FileId::of(path)
+                        .ok()
+                        .and_then(|id| checkpoints.lookup(&id))
+                        .is_some_and(|state| state.complete)
+                })
+            } else {
+                retention.purge(now, |_| false)
+            };
+            deleted += self.raw_purged(&retention.feed, result);
+        }
+        deleted
+    }
+
+    /// Counts and logs one feed's raw purge.
+    fn raw_purged(&self, feed: &str, result: std::io::Result<usize>) -> u64 {
+        match result {
+            Ok(0) => 0,
+            Ok(n) => {
+                let n = n as u64;
+                self.counts.raw_purged.inc_by(n);
+                info!(
+                    feed,
+                    deleted = n,
+                    "Raw CDR files past their retention deleted."
+                );
+                n
+            }
+            Err(err) => {
+                self.counts.raw_purge_failures.inc();
+                warn!(feed, error = %err, "Raw CDR files past their retention could not be deleted.");
+                0
+            }
+        }
     }
 
     /// Drops quarantined rows and checkpoints past their retention.
@@ -189,12 +257,13 @@ pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: Cancellati
         };
         let worker = ingestor.clone();
         let runtime = tokio::runtime::Handle::current();
+        let after = feed.after(ingestor.data_dir());
         let mut job = tokio::task::spawn_blocking(move || {
             worker.ingest(
                 &path,
                 &feed.name,
                 &format,
-                feed.after(),
+                after,
                 feed.uses_marker(),
                 runtime,
             )

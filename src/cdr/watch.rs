@@ -6,6 +6,9 @@
 //! A carrier's upload is complete when either its size and mtime have stayed unchanged for
 //! `quiet_seconds` while we watched (`quiet_period`: works with plain SFTP uploads, which
 //! give no signal), or `<file>.done` exists (`done_marker`: for carriers that write one).
+//!
+//! Once ingested, a file is moved into the feed's private raw store and deleted after
+//! `raw_retention_hours` (`raw.rs`), unless the feed says otherwise with `after`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +23,11 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AfterKind {
-    #[default]
+    /// Leave it in the spool (deleted there after `raw_retention_hours` if that is set).
     Keep,
+    /// Into `done_dir`, or by default into the feed's private raw store; deleted after
+    /// `raw_retention_hours`. The default: raw CDR files hold every caller's number.
+    #[default]
     Move,
     Delete,
 }
@@ -30,6 +36,9 @@ pub enum AfterKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum After {
     Keep,
+    /// Into the feed's private raw store `<data_dir>/cdr/raw/<feed>/` (0700, files 0600).
+    Store(PathBuf),
+    /// Into an operator's `done_dir`.
     Move(PathBuf),
     Delete,
 }
@@ -54,8 +63,14 @@ pub struct Feed {
     pub format: String,
     #[serde(default)]
     pub after: AfterKind,
+    /// Where `after = "move"` puts files; unset is the private raw store under `data_dir`.
     #[serde(default)]
     pub done_dir: Option<PathBuf>,
+    /// Ingested files are deleted this long after they were moved (default 72) or, with
+    /// `after = "keep"`, once their mtime is this old (default: never, which check-config
+    /// warns about).
+    #[serde(default)]
+    pub raw_retention_hours: Option<u64>,
     #[serde(default)]
     pub complete_when: CompleteWhen,
     #[serde(default = "default_quiet")]
@@ -72,16 +87,25 @@ fn default_rescan() -> u64 {
     30
 }
 
+/// The feed name `cdr import` uses for its record ids and raw store.
+pub const IMPORT_FEED: &str = "import";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeedError {
-    #[error("cdr.feeds.name must not be empty")]
+    #[error(
+        "cdr.feeds.name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the feed's raw store directory)"
+    )]
     Name,
+    #[error("cdr.feeds.name \"import\" is reserved for cdr import")]
+    Reserved,
     #[error("cdr.feeds.glob is not a valid glob pattern")]
     Glob,
-    #[error("cdr.feeds.done_dir is required when after is \"move\"")]
-    NoDoneDir,
     #[error("cdr.feeds.done_dir is only allowed when after is \"move\"")]
     StrayDoneDir,
+    #[error("cdr.feeds.raw_retention_hours must be at least 1 (after = \"delete\" keeps nothing)")]
+    Retention,
+    #[error("cdr.feeds.raw_retention_hours has no effect when after is \"delete\"")]
+    StrayRetention,
     #[error("cdr.feeds.done_dir must differ from cdr.feeds.spool_dir")]
     SameDir,
     #[error("cdr.feeds.quiet_seconds must be above 0")]
@@ -92,14 +116,21 @@ pub enum FeedError {
 
 impl Feed {
     pub fn validate(&self) -> Result<(), FeedError> {
-        if self.name.trim().is_empty() {
+        if !valid_name(&self.name) {
             return Err(FeedError::Name);
+        }
+        if self.name == IMPORT_FEED {
+            return Err(FeedError::Reserved);
         }
         self.matcher()?;
         match (self.after, &self.done_dir) {
-            (AfterKind::Move, None) => return Err(FeedError::NoDoneDir),
             (AfterKind::Move, Some(d)) if *d == self.spool_dir => return Err(FeedError::SameDir),
             (AfterKind::Keep | AfterKind::Delete, Some(_)) => return Err(FeedError::StrayDoneDir),
+            _ => {}
+        }
+        match (self.after, self.raw_retention_hours) {
+            (_, Some(0)) => return Err(FeedError::Retention),
+            (AfterKind::Delete, Some(_)) => return Err(FeedError::StrayRetention),
             _ => {}
         }
         if self.quiet_seconds == 0 {
@@ -117,17 +148,44 @@ impl Feed {
             .map_err(|_| FeedError::Glob)
     }
 
-    pub fn after(&self) -> After {
+    /// `after` resolved; the default raw store lives under `data_dir`.
+    pub fn after(&self, data_dir: &Path) -> After {
         match (self.after, &self.done_dir) {
             (AfterKind::Move, Some(d)) => After::Move(d.clone()),
+            (AfterKind::Move, None) => After::Store(super::raw::store_dir(data_dir, &self.name)),
             (AfterKind::Delete, _) => After::Delete,
-            _ => After::Keep,
+            (AfterKind::Keep, _) => After::Keep,
         }
+    }
+
+    /// How long an ingested file is kept; `None`: deleted at once, or kept for ever.
+    pub fn raw_retention(&self) -> Option<Duration> {
+        let hours = match self.after {
+            AfterKind::Move => self
+                .raw_retention_hours
+                .unwrap_or(super::raw::DEFAULT_RETENTION_HOURS),
+            AfterKind::Keep => self.raw_retention_hours?,
+            AfterKind::Delete => return None,
+        };
+        Some(super::raw::hours(hours))
+    }
+
+    /// Ingested raw files stay in the spool for good: a storage-limitation gap (warned about).
+    pub fn keeps_raw_forever(&self) -> bool {
+        self.after == AfterKind::Keep && self.raw_retention_hours.is_none()
     }
 
     pub fn uses_marker(&self) -> bool {
         self.complete_when == CompleteWhen::DoneMarker
     }
+}
+
+/// A name that is safe as one directory below `<data_dir>/cdr/raw/`.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// `<file>.done`.
@@ -381,19 +439,74 @@ mod tests {
     fn feed_config_validation_names_the_key() {
         let base = "name = \"t\"\nspool_dir = \"/s\"\nglob = \"*.csv\"\nformat = \"x\"\n";
         assert_eq!(feed(base).unwrap().validate(), Ok(()));
+        let data = Path::new("/var/lib/calltrackd");
         let f = feed(&format!("{base}after = \"move\"\n")).unwrap();
+        assert_eq!(f.validate(), Ok(()));
+        assert_eq!(
+            f.after(data),
+            After::Store(PathBuf::from("/var/lib/calltrackd/cdr/raw/t"))
+        );
+        let f = feed(&format!("{base}after = \"keep\"\ndone_dir = \"/d\"\n")).unwrap();
         assert_eq!(
             f.validate().unwrap_err().to_string(),
-            "cdr.feeds.done_dir is required when after is \"move\""
+            "cdr.feeds.done_dir is only allowed when after is \"move\""
         );
         let f = feed(&format!("{base}after = \"move\"\ndone_dir = \"/d\"\n")).unwrap();
-        assert_eq!(f.after(), After::Move(PathBuf::from("/d")));
+        assert_eq!(f.after(data), After::Move(PathBuf::from("/d")));
         let f = feed(&base.replace("*.csv", "a[")).unwrap();
         assert_eq!(f.validate(), Err(FeedError::Glob));
         assert!(feed(&format!("{base}colour = 1\n")).is_err());
         let f = feed(&format!("{base}complete_when = \"done_marker\"\n")).unwrap();
         assert!(f.uses_marker());
         assert_eq!(f.quiet_seconds, 5);
+    }
+
+    #[test]
+    fn raw_files_are_moved_and_kept_72_hours_by_default() {
+        let base = "name = \"t\"\nspool_dir = \"/s\"\nglob = \"*.csv\"\nformat = \"x\"\n";
+        let data = Path::new("/data");
+        let f = feed(base).unwrap();
+        assert_eq!(
+            f.after(data),
+            After::Store(PathBuf::from("/data/cdr/raw/t"))
+        );
+        assert_eq!(f.raw_retention(), Some(Duration::from_secs(72 * 3600)));
+        assert!(!f.keeps_raw_forever());
+        let f = feed(&format!("{base}raw_retention_hours = 24\n")).unwrap();
+        assert_eq!(f.raw_retention(), Some(Duration::from_secs(24 * 3600)));
+        let f = feed(&format!("{base}after = \"keep\"\n")).unwrap();
+        assert_eq!((f.after(data), f.raw_retention()), (After::Keep, None));
+        assert!(f.keeps_raw_forever());
+        let f = feed(&format!(
+            "{base}after = \"keep\"\nraw_retention_hours = 48\n"
+        ))
+        .unwrap();
+        assert_eq!(f.raw_retention(), Some(Duration::from_secs(48 * 3600)));
+        assert!(!f.keeps_raw_forever());
+        let f = feed(&format!("{base}after = \"delete\"\n")).unwrap();
+        assert_eq!((f.after(data), f.raw_retention()), (After::Delete, None));
+        assert!(!f.keeps_raw_forever());
+    }
+
+    #[test]
+    fn retention_and_name_are_validated_by_key() {
+        let base = "spool_dir = \"/s\"\nglob = \"*.csv\"\nformat = \"x\"\n";
+        let with = |extra: &str| feed(&format!("{base}{extra}")).unwrap().validate();
+        assert_eq!(
+            with("name = \"t\"\nraw_retention_hours = 0\n"),
+            Err(FeedError::Retention)
+        );
+        assert_eq!(
+            with("name = \"t\"\nafter = \"delete\"\nraw_retention_hours = 5\n"),
+            Err(FeedError::StrayRetention)
+        );
+        for bad in ["", "..", ".hidden", "a/b", "a b", &"x".repeat(65)] {
+            let err = with(&format!("name = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(err, FeedError::Name, "{bad:?}");
+            assert!(!err.to_string().contains(bad) || bad.is_empty());
+        }
+        assert_eq!(with("name = \"import\"\n"), Err(FeedError::Reserved));
+        assert_eq!(with("name = \"carrier-a.v2_de\"\n"), Ok(()));
     }
 
     #[tokio::test]
@@ -406,6 +519,7 @@ mod tests {
             format: "x".into(),
             after: AfterKind::Keep,
             done_dir: None,
+            raw_retention_hours: None,
             complete_when: CompleteWhen::DoneMarker,
             quiet_seconds: 5,
             rescan_seconds: 1,

@@ -51,6 +51,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text)
 }
 
+/// [`load`], plus the warnings about valid settings that defeat a safe default (located like
+/// problems).
+pub fn load_with_warnings(path: &Path) -> Result<(Config, Vec<Problem>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let config = parse(&text)?;
+    let warnings = located(&text, validate::warnings(&config));
+    Ok((config, warnings))
+}
+
+fn located(text: &str, found: Vec<(String, String)>) -> Vec<Problem> {
+    found
+        .into_iter()
+        .map(|(path, message)| Problem {
+            line: line_of_path(text, &path),
+            path,
+            message,
+        })
+        .collect()
+}
+
 /// Parses and validates config text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
@@ -71,14 +94,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             message: inner.message().trim().to_owned(),
         }])
     })?;
-    let problems: Vec<Problem> = validate::validate(&config)
-        .into_iter()
-        .map(|(path, message)| Problem {
-            line: line_of_path(text, &path),
-            path,
-            message,
-        })
-        .collect();
+    let problems = located(text, validate::validate(&config));
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -205,6 +221,53 @@ caller = "drop"
         };
         assert_eq!(problems[0].path, "campaigns.spring.caller");
         assert_eq!(problems[0].line, Some(11));
+    }
+
+    const FEED: &str = "\n[[cdr.feeds]]\nname = \"carrier-a\"\nspool_dir = \"/srv/spool\"\nglob = \"*.csv\"\nformat = \"sipcarrier-csv\"\n";
+
+    fn warnings_of(text: &str) -> Vec<Problem> {
+        let config = parse(text).unwrap();
+        located(text, validate::warnings(&config))
+    }
+
+    #[test]
+    fn a_feed_keeping_raw_files_without_retention_is_warned_about_by_key_and_line() {
+        let text = format!("{MINIMAL}{FEED}after = \"keep\"\n");
+        let warnings = warnings_of(&text);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].path, "cdr.feeds[0].after");
+        assert_eq!(warnings[0].line, Some(text.lines().count()));
+        assert!(!warnings[0].message.contains("/srv/spool"));
+        for fine in [
+            String::new(),
+            "after = \"keep\"\nraw_retention_hours = 24\n".to_owned(),
+            "after = \"move\"\ndone_dir = \"/srv/done\"\n".to_owned(),
+            "after = \"delete\"\n".to_owned(),
+        ] {
+            assert_eq!(warnings_of(&format!("{MINIMAL}{FEED}{fine}")), [], "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_kept_file_must_go_before_its_checkpoint() {
+        let text = format!("{MINIMAL}{FEED}after = \"keep\"\nraw_retention_hours = 720\n");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "cdr.feeds[0].raw_retention_hours");
+        assert_eq!(problems[0].line, Some(text.lines().count()));
+        let text = text.replace("720", "719");
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn feed_names_are_unique() {
+        let text = format!("{MINIMAL}{FEED}{FEED}");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "cdr.feeds[1].name");
+        assert_eq!(problems[0].message, "the same name as cdr.feeds[0]");
     }
 
     #[test]

@@ -6,5 +6,5 @@ mod model;
 pub mod secret;
 mod validate;
 
-pub use load::{ConfigError, Problem, load, parse};
+pub use load::{ConfigError, Problem, load, load_with_warnings, parse};
 pub use model::*;

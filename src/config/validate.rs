@@ -1,5 +1,6 @@
 //! Checks that serde cannot express: references between sections, number forms, bounds.
-//! Each problem is a (key path, message) pair; `load` adds the line.
+//! Each problem is a (key path, message) pair; `load` adds the line. `warnings` are settings
+//! that are valid but defeat a safe default; they are printed, not refused.
 
 use std::collections::HashMap;
 
@@ -140,6 +141,27 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
                 "no such format in [cdr.formats] or the presets".to_owned(),
             ));
         }
+        if let Some(first) = config.cdr.feeds[..i]
+            .iter()
+            .position(|f| f.name == feed.name)
+        {
+            // One name, one raw store and one scope of record ids.
+            problems.push((
+                format!("cdr.feeds[{i}].name"),
+                format!("the same name as cdr.feeds[{first}]"),
+            ));
+        }
+        // A kept file must go before its checkpoint (pruned after quarantine_days), or the next
+        // scan after a restart would ingest it again.
+        if feed.after == crate::cdr::watch::AfterKind::Keep
+            && let Some(hours) = feed.raw_retention_hours
+            && hours >= config.cdr.quarantine_days.saturating_mul(24)
+        {
+            problems.push((
+                format!("cdr.feeds[{i}].raw_retention_hours"),
+                "with after = \"keep\" must be below cdr.quarantine_days × 24, which is how long checkpoints remember an ingested file".to_owned(),
+            ));
+        }
     }
     if config.cdr.correlation_capacity == 0 || config.cdr.quarantine_days == 0 {
         problems.push((
@@ -198,6 +220,20 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         ));
     }
     problems
+}
+
+/// Valid settings that defeat a safe default, as (key path, message) pairs.
+pub(super) fn warnings(config: &Config) -> Vec<(String, String)> {
+    let mut warnings = Vec::new();
+    for (i, feed) in config.cdr.feeds.iter().enumerate() {
+        if feed.keeps_raw_forever() {
+            warnings.push((
+                format!("cdr.feeds[{i}].after"),
+                "\"keep\" without raw_retention_hours keeps every ingested raw CDR file (every caller's number) in the spool for good; set raw_retention_hours, or use the default after = \"move\" (72 hours). After cdr.quarantine_days the file's checkpoint is forgotten and a restart would ingest it again".to_owned(),
+            ));
+        }
+    }
+    warnings
 }
 
 impl super::model::Numbers {

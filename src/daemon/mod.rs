@@ -233,6 +233,7 @@ pub fn ingestor(
         completer,
         outbox,
         config.cdr.all_formats(),
+        &config.cdr.feeds,
     )
     .map_err(|e| StartError::Cdr(e.to_string()))
 }
@@ -787,6 +788,8 @@ impl Housekeeping {
     /// One round; blocking (directory listings, small files, fsyncs).
     fn round(&self) {
         prune_keys(self.recorder.keyring(), self.keep_keys, &self.metrics);
+        // Raw files first: a kept spool file goes only while its checkpoint lasts.
+        self.ingestor.purge_raw();
         self.ingestor.purge(self.quarantine_days);
         let now = chrono::Utc::now();
         let purged = self.recorder.suppression().map(|list| list.purge(now));
@@ -800,9 +803,9 @@ impl Housekeeping {
     }
 }
 
-/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded; CDR
-/// quarantine rows, suppression entries and evidence days past their retention purged; hourly
-/// (cheap: a directory listing or a small file each).
+/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded; raw CDR
+/// files, CDR quarantine rows, suppression entries and evidence days past their retention
+/// purged; at start and hourly (cheap: a directory listing or a small file each).
 async fn housekeeping_loop(housekeeping: Housekeeping, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
