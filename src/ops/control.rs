@@ -177,7 +177,9 @@ impl Control {
             }
             let handler = handler.clone();
             tokio::spawn(async move {
-                let _ = answer(stream, handler.as_ref()).await;
+                // A client that stops reading cannot keep the task: the whole exchange is bounded.
+                let bound = SUBJECT_TIMEOUT + TIMEOUT;
+                let _ = tokio::time::timeout(bound, answer(stream, handler.as_ref())).await;
             });
         }
         let _ = std::fs::remove_file(&self.path);
