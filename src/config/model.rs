@@ -304,6 +304,10 @@ pub struct Media {
     /// timers (often 60-180 s) do not fire.
     #[serde(default = "default_refresh_seconds")]
     pub refresh_seconds: u64,
+    /// How long an announcement's RTP port stays held after playback, so the caller's RTP that
+    /// is still on its way cannot reach the next call on the same port (milliseconds).
+    #[serde(default = "default_port_linger_ms")]
+    pub port_linger_ms: u64,
 }
 
 impl Default for Media {
@@ -313,8 +317,12 @@ impl Default for Media {
             port_min: default_port_min(),
             port_max: default_port_max(),
             refresh_seconds: default_refresh_seconds(),
+            port_linger_ms: default_port_linger_ms(),
         }
     }
+}
+fn default_port_linger_ms() -> u64 {
+    2000
 }
 fn default_media_address() -> std::net::IpAddr {
     std::net::IpAddr::from([127, 0, 0, 1])

@@ -79,6 +79,8 @@ pub struct Daemon {
     ingestor: Arc<Ingestor>,
     recorder: Arc<Recorder>,
     subjects: Arc<subject::Subjects>,
+    /// The trunk ACL every listener checks; reloaded in place on SIGHUP.
+    acl: Arc<Acl>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     tls: Vec<TcpListener>,
@@ -353,10 +355,11 @@ impl Daemon {
             metrics,
             settings,
             MediaSettings {
-                address: config.media.address,
+                address: std::sync::RwLock::new(config.media.address),
                 ports: PortPool::new(config.media.port_min..=config.media.port_max)
                     .map_err(|e| StartError::Media(e.to_string()))?,
                 refresh: Duration::from_secs(config.media.refresh_seconds),
+                linger: Duration::from_millis(config.media.port_linger_ms),
             },
         ));
         let (udp, tcp) = bind_all(&config).await?;
@@ -391,6 +394,7 @@ impl Daemon {
             ingestor,
             recorder,
             subjects,
+            acl: Arc::new(Acl::new(config.sip.acl.allow.clone())),
             udp,
             tcp,
             tls,
@@ -451,8 +455,9 @@ impl Daemon {
     }
 
     /// Applies a reloaded config's number pool, campaigns (destinations, disclosure plans,
-    /// announcements, minimization) to new calls, and its TLS certificates to new connections.
-    /// Other sections need a restart.
+    /// announcements, minimization) and media address to new calls, the trunk ACL to every
+    /// packet from now on, the log level, and its TLS certificates to new connections. Other
+    /// sections need a restart.
     fn reload(&self, config: &Config) -> Result<(), StartError> {
         let routing = routing(config)?;
         let pool = pool_map(config)?;
@@ -460,6 +465,12 @@ impl Daemon {
             acceptor.reload(settings)?;
         }
         self.edge.set_routing(routing);
+        // Calls in flight keep their media address; packets from now on meet the new ACL.
+        self.acl.replace(config.sip.acl.allow.clone());
+        self.edge.set_media_address(config.media.address);
+        if !crate::ops::telemetry::set_level(&config.log.level) {
+            info!("Log level not reloaded (RUST_LOG is set, or the level does not parse).");
+        }
         self.recorder.set_policies(policies(config));
         self.ingestor.completer().set_pool(pool);
         *self
@@ -480,7 +491,7 @@ impl Daemon {
         // Before the listeners are handed to their tasks.
         let listeners = self.listeners();
         let mut tasks = JoinSet::new();
-        let acl = Arc::new(Acl::new(self.config.sip.acl.allow.clone()));
+        let acl = self.acl.clone();
         let reject = self.config.sip.acl.on_deny == config::DenyAction::Reject;
         let max = self.config.sip.max_message_bytes;
         for socket in std::mem::take(&mut self.udp) {
@@ -506,6 +517,11 @@ impl Daemon {
                     .into_iter()
                     .map(|l| (l, self.acceptor.clone())),
             );
+        self.edge.set_dialer(Arc::new(sip::tcp::Dialer {
+            edge: Arc::downgrade(&self.edge),
+            options: options.clone(),
+            shutdown: shutdown.clone(),
+        }));
         for (listener, tls) in streams {
             tasks.spawn(sip::tcp::serve(
                 listener,
@@ -601,7 +617,7 @@ impl Daemon {
                     Ok(()) => info!(
                         campaigns = config.campaigns.len(),
                         numbers = config.numbers.pool.len(),
-                        "Config reloaded: numbers, campaigns and announcements apply to new calls; other sections need a restart."
+                        "Config reloaded: numbers, campaigns, announcements, trunk ACL, media address and log level apply from now on; other sections need a restart."
                     ),
                     Err(err) => warn!(error = %err, "Config reload refused; the running config stays."),
                 },

@@ -84,8 +84,10 @@ impl Pacer {
 /// Key presses are accepted only from the caller's stream (`rtp::Latch`): behind NAT the
 /// caller's RTP rarely comes from the address in their SDP, so the first RTP packet latches,
 /// and the signalled address may take over; anything else could forge or suppress an objection.
+/// The socket is shared so the caller can keep it (and its port) after playback: see
+/// `ports`, a port stays leased until its socket is closed.
 pub async fn play(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     remote: SocketAddr,
     announcement: Arc<Announcement>,
     codec: Codec,

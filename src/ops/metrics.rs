@@ -162,6 +162,12 @@ pub struct Metrics {
     pub sip_oversize: Counter,
     pub sip_overloaded: Counter,
     pub sip_write_queue_full: Counter,
+    /// RFC 5626 CRLF pongs sent for double-CRLF pings on stream connections.
+    pub sip_keepalive_pongs: Counter,
+    /// Requests answered 482 as merged (RFC 3261 §8.2.2.2).
+    pub sip_merged_requests: Counter,
+    /// Responses sent over a new TCP connection because the request's had closed (§18.2.2).
+    pub sip_stream_redials: Counter,
     pub sip_transactions: Gauge,
     pub connections: Family<TransportLabels, Gauge>,
     pub tls_handshake_failures: Counter,
@@ -270,8 +276,23 @@ impl Metrics {
         );
         r.register(
             "sip_write_queue_full",
-            "Responses not queued because a stream connection's writer was full",
+            "Responses not delivered on a stream connection: its writer was full, or it closed and no new one could be opened",
             m.sip_write_queue_full.clone(),
+        );
+        r.register(
+            "sip_stream_redials",
+            "Responses sent over a new TCP connection because the request's had closed (RFC 3261 18.2.2)",
+            m.sip_stream_redials.clone(),
+        );
+        r.register(
+            "sip_merged_requests",
+            "Requests answered 482 Loop Detected: the same request arrived by another path",
+            m.sip_merged_requests.clone(),
+        );
+        r.register(
+            "sip_keepalive_pongs",
+            "Single-CRLF pongs sent for double-CRLF keepalive pings on TCP/TLS (RFC 5626)",
+            m.sip_keepalive_pongs.clone(),
         );
         r.register(
             "sip_transactions",

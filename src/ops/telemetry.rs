@@ -1,9 +1,17 @@
 //! Log setup. Lines are fields first, then a short sentence. Nothing that identifies a caller or a
 //! carrier host is ever a field: see docs/privacy.md.
 
+use std::sync::OnceLock;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Log, LogFormat};
+
+/// Swaps the installed subscriber's filter (the handle's type depends on the format, so it is
+/// kept behind a closure).
+type Reload = Box<dyn Fn(EnvFilter) -> bool + Send + Sync>;
+
+static RELOAD: OnceLock<Reload> = OnceLock::new();
 
 /// Installs the global subscriber; `RUST_LOG` overrides the configured level.
 pub fn init(log: &Log) {
@@ -16,8 +24,35 @@ pub fn init(log: &Log) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let reload: Reload = match log.format {
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_err() {
+                return;
+            }
+            Box::new(move |f| handle.reload(f).is_ok())
+        }
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            if builder.try_init().is_err() {
+                return;
+            }
+            Box::new(move |f| handle.reload(f).is_ok())
+        }
     };
+    let _ = RELOAD.set(reload);
+}
+
+/// Applies a reloaded `[log] level` (SIGHUP). `RUST_LOG`, when set, keeps winning, as at start.
+/// Returns whether the level changed.
+pub fn set_level(level: &str) -> bool {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return false;
+    }
+    let (Some(reload), Ok(filter)) = (RELOAD.get(), EnvFilter::try_new(level)) else {
+        return false;
+    };
+    reload(filter)
 }

@@ -2,17 +2,27 @@
 //! source address before any parsing, so a scanner costs us one lookup.
 
 use std::net::IpAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use ipnet::IpNet;
 
-#[derive(Debug, Clone, Default)]
+/// Shared by every listener; SIGHUP replaces its networks in place, so a carrier's new
+/// signalling address is let in without restarting (and without dropping calls).
+#[derive(Debug, Default)]
 pub struct Acl {
-    allow: Vec<IpNet>,
+    allow: RwLock<Arc<Vec<IpNet>>>,
 }
 
 impl Acl {
     pub fn new(allow: Vec<IpNet>) -> Self {
-        Self { allow }
+        Self {
+            allow: RwLock::new(Arc::new(allow)),
+        }
+    }
+
+    /// Takes a reloaded allow list for every packet from now on.
+    pub fn replace(&self, allow: Vec<IpNet>) {
+        *self.allow.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(allow);
     }
 
     pub fn allows(&self, source: IpAddr) -> bool {
@@ -21,7 +31,11 @@ impl Acl {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(source, IpAddr::V4),
             v4 => v4,
         };
-        self.allow.iter().any(|net| net.contains(&source))
+        self.allow
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|net| net.contains(&source))
     }
 }
 
@@ -45,6 +59,14 @@ mod tests {
         assert!(!a.allows("192.0.2.16".parse().unwrap()));
         assert!(a.allows("2001:db8::5".parse().unwrap()));
         assert!(!a.allows("2001:db9::5".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_replaced_list_applies_at_once() {
+        let a = acl(&["192.0.2.0/28"]);
+        a.replace(vec!["198.51.100.0/24".parse().unwrap()]);
+        assert!(!a.allows("192.0.2.1".parse().unwrap()));
+        assert!(a.allows("198.51.100.9".parse().unwrap()));
     }
 
     #[test]

@@ -14,14 +14,14 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::call::{CallerInput, Recorder};
 use crate::media::PortPool;
 use crate::ops::metrics::{MethodLabel, StreamLabel, raise_to};
 use crate::ops::{Metrics, Occurrence};
 use crate::outbox::Outbox;
-use crate::sip::transaction::{Key, MethodClass, Received, Transactions};
+use crate::sip::transaction::{Claim, Key, MethodClass, Received, Transactions};
 use crate::sip::uas::{self, Decision, Routing};
 use crate::sip::{
     FramingError, Message, Method, ParseError, ReplyHeaders, Request, Uri, frame_datagram, route,
@@ -34,23 +34,44 @@ pub enum ReplyTo {
         socket: Arc<UdpSocket>,
         dest: SocketAddr,
     },
-    /// The writer of the TCP or TLS connection the request came on.
-    Stream { sender: mpsc::Sender<Bytes> },
+    /// The writer of the TCP or TLS connection the request came on, and for TCP where to open
+    /// a new connection if that one is gone (RFC 3261 §18.2.2).
+    Stream {
+        sender: mpsc::Sender<Bytes>,
+        redial: Option<SocketAddr>,
+    },
+}
+
+/// Why a response could not be handed to its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undelivered {
+    /// The connection's writer queue is full: the peer does not read.
+    QueueFull,
+    /// The connection is gone.
+    Closed,
 }
 
 impl ReplyTo {
-    /// Sends or queues `bytes`; `false` when a stream's writer queue is full (the peer does not
-    /// read) or its connection is gone.
-    async fn send(&self, bytes: Bytes) -> bool {
+    /// Sends or queues `bytes`.
+    async fn send(&self, bytes: Bytes) -> Result<(), Undelivered> {
         match self {
             Self::Udp { socket, dest } => {
                 // A failed send is the same as a lost datagram: Timer G or the peer retries.
                 let _ = socket.send_to(&bytes, dest).await;
-                true
+                Ok(())
             }
-            Self::Stream { sender } => sender.try_send(bytes).is_ok(),
+            Self::Stream { sender, .. } => sender.try_send(bytes).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Undelivered::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => Undelivered::Closed,
+            }),
         }
     }
+}
+
+/// Opens a new outbound TCP connection for a response whose connection closed (§18.2.2): the
+/// stream shell provides it, so the edge needs no socket code.
+pub trait Dial: Send + Sync {
+    fn dial(&self, to: SocketAddr) -> crate::ops::control::Answer<'_, Option<mpsc::Sender<Bytes>>>;
 }
 
 /// A message's arrival context.
@@ -126,9 +147,12 @@ struct Pending {
 
 /// Early-media resources.
 pub struct MediaSettings {
-    pub address: std::net::IpAddr,
+    /// Where announcements are sent from; SIGHUP may change it for calls that start later.
+    pub address: std::sync::RwLock<std::net::IpAddr>,
     pub ports: PortPool,
     pub refresh: Duration,
+    /// How long a port and its socket stay held after playback (`Edge::linger`).
+    pub linger: Duration,
 }
 
 pub struct Edge {
@@ -148,6 +172,10 @@ pub struct Edge {
     outbox_full: Occurrence,
     outbox_error: Occurrence,
     acl_denied: Occurrence,
+    write_failed: Occurrence,
+    dialer: std::sync::OnceLock<Arc<dyn Dial>>,
+    /// Connections opened for §18.2.2, by destination.
+    redials: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,6 +185,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Edge {
+    /// The media address new calls use (read once per call: a reload never moves a call).
+    pub(crate) fn media_address(&self) -> std::net::IpAddr {
+        *self
+            .media
+            .address
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a reloaded `[media] address` for calls that start from now on.
+    pub fn set_media_address(&self, address: std::net::IpAddr) {
+        *self
+            .media
+            .address
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = address;
+    }
+
     pub fn new(
         table: Transactions<ReplyTo>,
         routing: Routing,
@@ -180,6 +226,9 @@ impl Edge {
             outbox_full: Occurrence::new(Duration::from_secs(10)),
             outbox_error: Occurrence::new(Duration::from_secs(10)),
             acl_denied: Occurrence::new(Duration::from_secs(60)),
+            write_failed: Occurrence::new(Duration::from_secs(10)),
+            dialer: std::sync::OnceLock::new(),
+            redials: Mutex::new(HashMap::new()),
         }
     }
 
@@ -373,6 +422,13 @@ impl Edge {
             Received::Ack | Received::StrayAck => return,
         }
         let to_tag = crate::sip::generate_tag();
+        if req.to().tag().is_none() && self.merged(&req, &key) {
+            // §8.2.2.2: the same request by another path (a forking proxy upstream): no second
+            // flow, no second set of events.
+            self.metrics.sip_merged_requests.inc();
+            let bytes = self.build(&reply, arrival, 482, &to_tag, &[], None);
+            return self.respond(&key, 482, bytes).await;
+        }
         let invite = req.method == Method::Invite;
         if invite {
             // §17.2.1: 100 Trying at once, so the carrier stops retransmitting the INVITE.
@@ -473,6 +529,20 @@ impl Edge {
         }
     }
 
+    /// Whether a request without To tag repeats a live transaction's From tag, Call-ID and CSeq
+    /// under another transaction key (RFC 3261 §8.2.2.2); otherwise it claims them.
+    fn merged(&self, req: &Request, key: &Key) -> bool {
+        let cseq = req.cseq();
+        let mut table = lock(&self.table);
+        let origin = table.origin(
+            req.from().tag().unwrap_or_default(),
+            req.call_id(),
+            cseq.seq,
+            req.method.as_str(),
+        );
+        table.claim_origin(key, origin) == Claim::Merged
+    }
+
     /// SIP INFO with `application/dtmf-relay` during an announcement: the objection key by
     /// signalling, for carriers that do not pass RFC 4733 events. `None` defers to the UAS.
     fn on_info(&self, req: &Request) -> Option<u16> {
@@ -526,17 +596,72 @@ impl Edge {
 
     /// Every send goes through here, so a stream writer that cannot take more is counted.
     async fn deliver(&self, to: &ReplyTo, bytes: Bytes) {
-        if !to.send(bytes).await {
-            self.metrics.sip_write_queue_full.inc();
-            debug!("Response not queued: the connection's writer is full or closed.");
+        let failed = match to.send(bytes.clone()).await {
+            Ok(()) => return,
+            Err(why) => why,
+        };
+        if let (
+            Undelivered::Closed,
+            ReplyTo::Stream {
+                redial: Some(dest), ..
+            },
+        ) = (failed, to)
+            && self.redial(*dest, bytes).await
+        {
+            return;
         }
+        if let Some(suppressed) = self.write_failed.record(&self.metrics.sip_write_queue_full) {
+            warn!(
+                suppressed,
+                reason = if failed == Undelivered::QueueFull {
+                    "writer queue full"
+                } else {
+                    "connection closed"
+                },
+                "Response not delivered on its stream connection."
+            );
+        }
+    }
+
+    /// §18.2.2: the connection the request came on is gone, so the response goes over a new one
+    /// (kept per destination while it lasts, so a transaction's later responses reuse it).
+    async fn redial(&self, dest: SocketAddr, bytes: Bytes) -> bool {
+        let cached = lock(&self.redials)
+            .get(&dest)
+            .filter(|s| !s.is_closed())
+            .cloned();
+        let sender = match cached {
+            Some(sender) => sender,
+            None => {
+                let Some(dialer) = self.dialer.get() else {
+                    return false;
+                };
+                let Some(sender) = dialer.dial(dest).await else {
+                    return false;
+                };
+                let mut redials = lock(&self.redials);
+                redials.retain(|_, s| !s.is_closed());
+                redials.insert(dest, sender.clone());
+                sender
+            }
+        };
+        let sent = sender.try_send(bytes).is_ok();
+        if sent {
+            self.metrics.sip_stream_redials.inc();
+        }
+        sent
+    }
+
+    /// The stream shell's dialer for §18.2.2 (set once, at start).
+    pub fn set_dialer(&self, dialer: Arc<dyn Dial>) {
+        let _ = self.dialer.set(dialer);
     }
 
     /// Our Contact for dialog-creating responses (§12.1.1): where in-dialog requests such as
     /// PRACK reach us, on the transport the request came on.
     fn contact(&self, arrival: &Arrival) -> String {
         let ip = if arrival.local.ip().is_unspecified() {
-            self.media.address
+            self.media_address()
         } else {
             arrival.local.ip()
         };
@@ -564,8 +689,13 @@ impl Edge {
 
     fn reply_to(&self, reply: &ReplyHeaders, arrival: &Arrival) -> ReplyTo {
         match &arrival.transport {
-            ArrivalTransport::Stream { sender, .. } => ReplyTo::Stream {
+            ArrivalTransport::Stream { sender, kind } => ReplyTo::Stream {
                 sender: sender.clone(),
+                // §18.2.2: the `received` address (the source) and the sent-by port. TLS would
+                // need a client identity and the peer's name to verify: not redialled.
+                redial: (*kind == StreamLabel::Tcp).then(|| {
+                    route::stream_destination(route::top_via(reply).as_ref(), arrival.source)
+                }),
             },
             ArrivalTransport::Udp(socket) => ReplyTo::Udp {
                 socket: socket.clone(),

@@ -119,7 +119,24 @@ pub struct StreamDecoder {
     scanned: usize,
     /// Line-break octets skipped since the last message or ping.
     breaks: usize,
-    ping: bool,
+}
+
+/// What a stream yields: a framed message, or a double-CRLF keepalive ping (RFC 5626 §4.4.1)
+/// that the shell answers with a single CRLF pong.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StreamItem {
+    Message(Bytes),
+    Ping,
+}
+
+impl std::fmt::Debug for StreamItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // The bytes are raw wire text: only their length is shown.
+            Self::Message(m) => write!(f, "Message({} bytes)", m.len()),
+            Self::Ping => f.write_str("Ping"),
+        }
+    }
 }
 
 impl StreamDecoder {
@@ -128,33 +145,28 @@ impl StreamDecoder {
             max_size,
             scanned: 0,
             breaks: 0,
-            ping: false,
         }
     }
 
     pub fn max_size(&self) -> usize {
         self.max_size
     }
-
-    /// True once after a double-CRLF ping was consumed (RFC 5626 §4.4.1: answer with CRLF).
-    pub fn take_ping(&mut self) -> bool {
-        std::mem::take(&mut self.ping)
-    }
 }
 
 impl Decoder for StreamDecoder {
-    type Item = Bytes;
+    type Item = StreamItem;
     type Error = FramingError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FramingError> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<StreamItem>, FramingError> {
         if self.scanned == 0 {
-            let skip = leading_line_breaks(src);
-            // Count line-break octets across reads: a ping may arrive split.
-            self.breaks = self.breaks.saturating_add(skip);
+            // Count line-break octets across reads: a ping may arrive split. Exactly four are
+            // consumed per ping, so CRLFs beyond it count towards the next one.
+            let skip = leading_line_breaks(src).min(4 - self.breaks);
+            self.breaks += skip;
             src.advance(skip);
             if self.breaks >= 4 {
-                self.ping = true;
                 self.breaks = 0;
+                return Ok(Some(StreamItem::Ping));
             }
             if src.is_empty() {
                 return Ok(None);
@@ -186,7 +198,7 @@ impl Decoder for StreamDecoder {
             return Ok(None);
         }
         self.scanned = 0;
-        Ok(Some(src.split_to(total).freeze()))
+        Ok(Some(StreamItem::Message(src.split_to(total).freeze())))
     }
 }
 
@@ -286,11 +298,28 @@ mod tests {
                 out.push(m);
             }
         }
-        assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|m| &m[..] == MSG));
-        assert!(dec.take_ping());
-        assert!(!dec.take_ping());
+        let message = StreamItem::Message(Bytes::from_static(MSG));
+        assert_eq!(out, [StreamItem::Ping, message.clone(), message]);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn each_double_crlf_is_one_ping_and_a_single_crlf_is_none() {
+        let mut dec = StreamDecoder::new(4096);
+        let mut buf = BytesMut::from(&b"\r\n\r\n\r\n\r\n\r\n"[..]);
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(StreamItem::Ping));
+        assert_eq!(dec.decode(&mut buf).unwrap(), Some(StreamItem::Ping));
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            None,
+            "a lone CRLF is not a ping"
+        );
+        assert!(buf.is_empty());
+        let mut buf = BytesMut::from(&MSG[..]);
+        assert!(matches!(
+            dec.decode(&mut buf).unwrap(),
+            Some(StreamItem::Message(_))
+        ));
     }
 
     #[test]
@@ -299,14 +328,19 @@ mod tests {
         let mut buf = BytesMut::from(&MSG[..MSG.len() - 2]);
         assert!(dec.decode(&mut buf).unwrap().is_none());
         buf.extend_from_slice(&MSG[MSG.len() - 2..]);
-        assert_eq!(&dec.decode(&mut buf).unwrap().unwrap()[..], MSG);
+        assert_eq!(
+            dec.decode(&mut buf).unwrap(),
+            Some(StreamItem::Message(Bytes::from_static(MSG)))
+        );
     }
 
     #[test]
     fn stream_missing_content_length_means_empty_body() {
         let mut dec = StreamDecoder::new(4096);
         let mut buf = BytesMut::from(&b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\nOPTIONS"[..]);
-        let m = dec.decode(&mut buf).unwrap().unwrap();
+        let Some(StreamItem::Message(m)) = dec.decode(&mut buf).unwrap() else {
+            panic!("a message")
+        };
         assert!(m.ends_with(b"\r\n\r\n"));
         assert_eq!(&buf[..], b"OPTIONS");
     }

@@ -19,7 +19,7 @@ mod fixture_tests;
 mod torture_tests;
 
 pub use error::{FramingError, ParseError, ReplyHeaders, SyntaxError};
-pub use framing::{StreamDecoder, frame_datagram};
+pub use framing::{StreamDecoder, StreamItem, frame_datagram};
 pub use header::{Header, Headers, canonical, split_list};
 pub use message::{CSeq, Message, Method, Request, Response, parse};
 pub use name_addr::NameAddr;

@@ -16,6 +16,14 @@ pub fn udp_destination(via: Option<&Via>, source: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Where a response goes over a new TCP connection when the request's one is gone (§18.2.2):
+/// the `received` address (the packet's source, which we always stamp) and the sent-by port,
+/// or 5060.
+pub fn stream_destination(via: Option<&Via>, source: SocketAddr) -> SocketAddr {
+    let port = via.and_then(|v| v.sent_by_port).unwrap_or(5060);
+    SocketAddr::new(source.ip(), port)
+}
+
 /// The top Via value as it must appear in responses: `received` added when the sent-by host is not
 /// the source address (§18.2.1), `rport` filled with the source port when the client asked (RFC 3581).
 pub fn stamp_top_via(raw: &str, via: Option<&Via>, source: SocketAddr) -> String {
@@ -102,6 +110,21 @@ mod tests {
 
     fn via(s: &str) -> Via {
         Via::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_new_stream_connection_goes_to_the_source_address_and_sent_by_port() {
+        let source: SocketAddr = "192.0.2.9:40123".parse().unwrap();
+        let v = via("SIP/2.0/TCP carrier.example:5070;branch=z9hG4bKa");
+        assert_eq!(
+            stream_destination(Some(&v), source),
+            "192.0.2.9:5070".parse().unwrap()
+        );
+        let v = via("SIP/2.0/TCP carrier.example;branch=z9hG4bKa");
+        assert_eq!(
+            stream_destination(Some(&v), source),
+            "192.0.2.9:5060".parse().unwrap()
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tracing::debug;
 use crate::ops::metrics::StreamLabel;
 use crate::sip::Acl;
 use crate::sip::edge::{Arrival, ArrivalTransport, Edge};
-use crate::sip::framing::StreamDecoder;
+use crate::sip::framing::{StreamDecoder, StreamItem};
 use crate::sip::tls::Acceptor;
 
 /// Responses queued per connection before we stop writing to a peer that does not read.
@@ -122,16 +122,100 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (read, mut write) = tokio::io::split(stream);
+    let (read, write) = tokio::io::split(stream);
+    let (sender, writer) = spawn_writer(write);
+    serve_reads(read, sender, writer, peer, edge, options, shutdown).await;
+}
+
+/// A connection's writer task, the queue into it, and what stops it.
+struct Writer {
+    task: tokio::task::JoinHandle<()>,
+    /// Cancelled when the read side ends: the queue is closed then, so a later response sees
+    /// the connection gone (and may open a new one, §18.2.2) instead of vanishing into it.
+    stop: CancellationToken,
+}
+
+fn spawn_writer<W>(mut write: W) -> (mpsc::Sender<Bytes>, Writer)
+where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
     let (sender, mut queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = queue.recv().await {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let bytes = tokio::select! {
+                biased;
+                next = queue.recv() => match next {
+                    Some(bytes) => bytes,
+                    None => break,
+                },
+                () = stopped.cancelled() => break,
+            };
             if write.write_all(&bytes).await.is_err() {
                 break;
             }
         }
         let _ = write.shutdown().await;
     });
+    (sender, Writer { task, stop })
+}
+
+/// Opens connections for responses whose request's connection closed (RFC 3261 §18.2.2). A
+/// dialled connection is served like an accepted one, so the peer's ACK may come back on it.
+pub struct Dialer {
+    pub edge: std::sync::Weak<Edge>,
+    pub options: Arc<TcpOptions>,
+    pub shutdown: CancellationToken,
+}
+
+/// A peer that does not accept within this is taken as gone.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl crate::sip::edge::Dial for Dialer {
+    fn dial(&self, to: SocketAddr) -> crate::ops::control::Answer<'_, Option<mpsc::Sender<Bytes>>> {
+        Box::pin(async move {
+            let edge = self.edge.upgrade()?;
+            let stream = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(to))
+                .await
+                .ok()?
+                .ok()?;
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok()?;
+            let (read, write) = tokio::io::split(stream);
+            let (sender, writer) = spawn_writer(write);
+            let (options, shutdown, queue) =
+                (self.options.clone(), self.shutdown.clone(), sender.clone());
+            tokio::spawn(async move {
+                let gauge = edge.metrics().connections(StreamLabel::Tcp);
+                gauge.inc();
+                let peer = Peer {
+                    source: to,
+                    local,
+                    kind: StreamLabel::Tcp,
+                };
+                serve_reads(read, queue, writer, peer, &edge, &options, shutdown).await;
+                gauge.dec();
+            });
+            Some(sender)
+        })
+    }
+}
+
+/// Reads framed messages (and keepalive pings) until the peer closes, idles out, or breaks the
+/// framing; then waits for the writer to flush.
+async fn serve_reads<R>(
+    read: R,
+    sender: mpsc::Sender<Bytes>,
+    writer: Writer,
+    peer: Peer,
+    edge: &Arc<Edge>,
+    options: &TcpOptions,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Send + Unpin,
+{
+    let pong = sender.clone();
     let arrival = Arrival {
         source: peer.source,
         local: peer.local,
@@ -147,7 +231,16 @@ async fn connection<S>(
             next = tokio::time::timeout(options.idle, frames.next()) => next,
         };
         match next {
-            Ok(Some(Ok(frame))) => edge.on_frame(frame, &arrival).await,
+            Ok(Some(Ok(StreamItem::Message(frame)))) => edge.on_frame(frame, &arrival).await,
+            // RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong. A full
+            // writer queue means the peer is not reading: the pong would only add to it.
+            Ok(Some(Ok(StreamItem::Ping))) => {
+                if pong.try_send(Bytes::from_static(b"\r\n")).is_ok() {
+                    edge.metrics().sip_keepalive_pongs.inc();
+                } else {
+                    edge.metrics().sip_write_queue_full.inc();
+                }
+            }
             Ok(Some(Err(err))) => {
                 debug!(error = %err, "Stream framing error; closing the connection.");
                 edge.metrics().sip_parse_errors.inc();
@@ -156,6 +249,9 @@ async fn connection<S>(
             Ok(None) | Err(_) => break,
         }
     }
-    drop(arrival);
-    let _ = writer.await;
+    // The writer ends once every sender is gone (ours here, and those transactions and call
+    // flows still hold).
+    drop((arrival, pong));
+    writer.stop.cancel();
+    let _ = writer.task.await;
 }

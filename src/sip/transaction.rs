@@ -154,6 +154,24 @@ struct Tx<A> {
     /// Only meaningful in Proceeding: when the table stops waiting for the transaction user.
     /// Swept rather than scheduled, so answered calls leave no stale heap entry behind.
     give_up_at: Instant,
+    /// The request's merge identity, when it registered one (`claim_origin`).
+    origin: Option<u64>,
+}
+
+/// §8.2.2.2: a request without To tag is identified, for loop detection, by its From tag,
+/// Call-ID and CSeq (number and method). Held as a keyed 64-bit hash so the table keeps no
+/// second copy of the Call-ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin(u64);
+
+/// What `claim_origin` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// No live transaction has this origin: it is now this transaction's.
+    First,
+    /// Another live transaction has it: the same request arrived by another path (a forking
+    /// proxy upstream); answer 482 Loop Detected.
+    Merged,
 }
 
 /// Counters a shell turns into metrics.
@@ -185,6 +203,9 @@ pub struct Transactions<A> {
     timers: Timers,
     capacity: usize,
     stats: Stats,
+    origins: HashMap<Origin, u64>,
+    /// Keys the origin hashes, per table, so they cannot be precomputed from outside.
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl<A: Clone> Transactions<A> {
@@ -198,6 +219,32 @@ impl<A: Clone> Transactions<A> {
             timers,
             capacity,
             stats: Stats::default(),
+            origins: HashMap::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    /// The merge identity of a request without To tag (§8.2.2.2).
+    pub fn origin(&self, from_tag: &str, call_id: &str, cseq: u32, method: &str) -> Origin {
+        use std::hash::BuildHasher;
+        Origin(self.hasher.hash_one((from_tag, call_id, cseq, method)))
+    }
+
+    /// Registers `origin` for the new transaction `key`, or reports that another live
+    /// transaction already holds it.
+    pub fn claim_origin(&mut self, key: &Key, origin: Origin) -> Claim {
+        let Some(id) = self.txs.get(key).map(|tx| tx.id) else {
+            return Claim::First;
+        };
+        match self.origins.get(&origin) {
+            Some(&holder) if holder != id && self.ids.contains_key(&holder) => Claim::Merged,
+            _ => {
+                self.origins.insert(origin, id);
+                if let Some(tx) = self.txs.get_mut(key) {
+                    tx.origin = Some(origin.0);
+                }
+                Claim::First
+            }
         }
     }
 
@@ -248,6 +295,7 @@ impl<A: Clone> Transactions<A> {
                 g_interval: self.timers.t1,
                 generation: 0,
                 give_up_at: now + PROCEEDING_LIMIT,
+                origin: None,
             },
         );
         Received::New
@@ -390,11 +438,14 @@ impl<A: Clone> Transactions<A> {
             _ => {}
         }
         let before = self.txs.len();
-        let ids = &mut self.ids;
+        let (ids, origins) = (&mut self.ids, &mut self.origins);
         self.txs.retain(|_, tx| {
             let keep = tx.state != State::Proceeding || tx.give_up_at > now;
             if !keep {
                 ids.remove(&tx.id);
+                if let Some(origin) = tx.origin {
+                    origins.remove(&Origin(origin));
+                }
             }
             keep
         });
@@ -413,6 +464,11 @@ impl<A: Clone> Transactions<A> {
     fn remove(&mut self, key: &Key) {
         if let Some(tx) = self.txs.remove(key) {
             self.ids.remove(&tx.id);
+            if let Some(origin) = tx.origin.map(Origin)
+                && self.origins.get(&origin) == Some(&tx.id)
+            {
+                self.origins.remove(&origin);
+            }
         }
     }
 }

@@ -58,7 +58,7 @@ async fn one_second_announcement_is_fifty_paced_ordered_packets() {
     let remote = theirs.local_addr().unwrap();
     let before = std::time::Instant::now();
     let player = tokio::spawn(play(
-        ours,
+        Arc::new(ours),
         remote,
         announcement(1000),
         Codec::Pcmu,
@@ -100,7 +100,7 @@ async fn cancel_stops_playback_within_one_tick() {
     let (ours, theirs) = pair().await;
     let cancel = CancellationToken::new();
     let player = tokio::spawn(play(
-        ours,
+        Arc::new(ours),
         theirs.local_addr().unwrap(),
         announcement(60_000),
         Codec::Pcma,
@@ -127,7 +127,7 @@ async fn objection_key_stops_playback_and_is_reported() {
     let (ours, theirs) = pair().await;
     let our_addr = ours.local_addr().unwrap();
     let player = tokio::spawn(play(
-        ours,
+        Arc::new(ours),
         theirs.local_addr().unwrap(),
         announcement(5000),
         Codec::Pcmu,
@@ -167,7 +167,7 @@ async fn other_keys_and_voice_do_not_object() {
     let (ours, theirs) = pair().await;
     let our_addr = ours.local_addr().unwrap();
     let player = tokio::spawn(play(
-        ours,
+        Arc::new(ours),
         theirs.local_addr().unwrap(),
         announcement(300),
         Codec::Pcma,
@@ -198,7 +198,7 @@ async fn keys_are_ignored_when_telephone_event_was_not_negotiated() {
     let (ours, theirs) = pair().await;
     let our_addr = ours.local_addr().unwrap();
     let player = tokio::spawn(play(
-        ours,
+        Arc::new(ours),
         theirs.local_addr().unwrap(),
         announcement(200),
         Codec::Pcmu,

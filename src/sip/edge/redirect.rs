@@ -181,6 +181,9 @@ impl Edge {
                 headers: Vec::new(),
             };
         };
+        if !self.outbox_has_room() {
+            return self.refuse_full();
+        }
         if self.recorder.standing(identity).objected {
             // The caller objected on an earlier call: they are not asked again, and the call is
             // recorded without identifier (`consent: objected_earlier`).
@@ -190,8 +193,10 @@ impl Edge {
                 .await;
         }
         // No SDP (or an offer that will not receive): no early media possible.
+        // Read once: a reload between the SDP answer and the bind must not split the call.
+        let media_address = self.media_address();
         let local = |port| LocalMedia {
-            addr: self.media.address,
+            addr: media_address,
             port,
             session_id: rand::random::<u32>().into(),
         };
@@ -202,7 +207,7 @@ impl Edge {
         let media = if offer.is_none() {
             None
         } else {
-            match self.bind_media().await {
+            match self.bind_media(media_address).await {
                 Some(media) => Some(media),
                 None => {
                     return Final::Respond {
@@ -280,8 +285,9 @@ impl Edge {
             CallerIdentity::Withheld => None,
         };
         let announcement = announcements.for_caller(country);
+        let socket = Arc::new(socket);
         let play = media::play(
-            socket,
+            socket.clone(),
             answer.remote,
             announcement.clone(),
             answer.codec,
@@ -294,7 +300,7 @@ impl Edge {
         if let Some(reliable) = &control.reliable {
             lock(reliable).finish();
         }
-        drop(lease);
+        self.linger(lease, socket);
         self.metrics.announced(outcome.played);
         self.metrics
             .rtp_foreign_packets
@@ -368,12 +374,26 @@ impl Edge {
             .await
     }
 
+    /// Keeps an announcement's port and socket for a while after playback: the caller's RTP
+    /// keeps arriving until the carrier has acted on our final response, and a port handed to
+    /// the next call too early would feed that stray audio (and key presses) into it. The port
+    /// returns to the pool only once its socket is closed.
+    fn linger(&self, lease: media::PortLease, socket: Arc<UdpSocket>) {
+        let linger = self.media.linger;
+        // Not a call flow: shutdown and the in-flight count do not wait for it.
+        tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
+            drop(socket);
+            drop(lease);
+        });
+    }
+
     /// A leased RTP port with its socket. A port another process holds is skipped (its lease
     /// goes back to the end of the queue), a few times at most.
-    async fn bind_media(&self) -> Option<(media::PortLease, UdpSocket)> {
+    async fn bind_media(&self, address: std::net::IpAddr) -> Option<(media::PortLease, UdpSocket)> {
         for _ in 0..8 {
             let lease = self.media.ports.acquire()?;
-            if let Ok(socket) = UdpSocket::bind((self.media.address, lease.port())).await {
+            if let Ok(socket) = UdpSocket::bind((address, lease.port())).await {
                 return Some((lease, socket));
             }
         }
@@ -541,6 +561,30 @@ impl Edge {
         }
     }
 
+    /// The 503 for a call the outbox has no room for; counted, logged at most once a while.
+    fn refuse_full(&self) -> Final {
+        if let Some(suppressed) = self.outbox_full.record(&self.metrics.outbox_full) {
+            warn!(
+                suppressed,
+                "Outbox full; refusing calls with 503 until it drains."
+            );
+        }
+        Final::Respond {
+            status: 503,
+            headers: vec![("Retry-After", "30".to_owned())],
+        }
+    }
+
+    /// Whether the outbox can still take this call's events. Asked before the announcement: a
+    /// call that cannot be recorded gets its 503 at once, not after the caller heard the notice.
+    fn outbox_has_room(&self) -> bool {
+        /// More than one call's events (three lines of about 600 bytes).
+        const RESERVE: u64 = 4096;
+        self.outbox
+            .usage()
+            .is_ok_and(|u| !u.poisoned && u.bytes.saturating_add(RESERVE) <= u.max_bytes)
+    }
+
     /// Appends a call's events in one batch; a refusal becomes the 503 to send.
     async fn append(&self, events: &[Vec<u8>]) -> Result<(), Final> {
         let lines: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
@@ -549,18 +593,7 @@ impl Edge {
                 self.metrics.events_written.inc_by(lines.len() as u64);
                 Ok(())
             }
-            Err(outbox::Error::Full) => {
-                if let Some(suppressed) = self.outbox_full.record(&self.metrics.outbox_full) {
-                    warn!(
-                        suppressed,
-                        "Outbox full; refusing calls with 503 until it drains."
-                    );
-                }
-                Err(Final::Respond {
-                    status: 503,
-                    headers: vec![("Retry-After", "30".to_owned())],
-                })
-            }
+            Err(outbox::Error::Full) => Err(self.refuse_full()),
             Err(err) => {
                 if let Some(suppressed) = self.outbox_error.record(&self.metrics.outbox_errors) {
                     warn!(error = %err, suppressed, "Outbox write failed; refusing calls with 503.");

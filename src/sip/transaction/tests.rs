@@ -206,3 +206,30 @@ fn a_thousand_unacked_calls_leave_nothing_behind() {
     assert!(t.is_empty());
     assert!(t.ids.is_empty() && t.deadlines.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_branch_of_the_same_request_is_merged_until_the_first_ends() {
+    let mut t = table();
+    let (first, second) = (key("z9hG4bKfork1"), key("z9hG4bKfork2"));
+    let origin = t.origin("tag-a", "call-1@x", 1, "INVITE");
+    t.on_request(first.clone(), "peer", false, Instant::now());
+    assert_eq!(t.claim_origin(&first, origin), Claim::First);
+    assert_eq!(
+        t.claim_origin(&first, origin),
+        Claim::First,
+        "its own claim again"
+    );
+    t.on_request(second.clone(), "peer", false, Instant::now());
+    assert_eq!(t.claim_origin(&second, origin), Claim::Merged);
+    let other = t.origin("tag-a", "call-1@x", 2, "INVITE");
+    assert_eq!(t.claim_origin(&second, other), Claim::First, "another CSeq");
+    // Once the first transaction is gone (final, ACK, Timer I), the origin is free again.
+    t.respond(&first, 302, resp("302"), Instant::now()).unwrap();
+    t.on_ack(&first, Instant::now());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let _ = t.poll(Instant::now());
+    assert!(!t.contains(&first));
+    let third = key("z9hG4bKfork3");
+    t.on_request(third.clone(), "peer", false, Instant::now());
+    assert_eq!(t.claim_origin(&third, origin), Claim::First);
+}
