@@ -27,7 +27,9 @@ pub struct Recorder {
 }
 
 /// A carrier's record of a call's end, numbers already normalized.
-#[derive(Debug, Clone)]
+///
+/// `Debug` hides the record key and Call-ID (carrier identifiers of one call) and the times.
+#[derive(Clone)]
 pub struct CdrFacts<'a> {
     /// `<feed>/<record id>`: names an uncorrelated call stably.
     pub record_key: &'a str,
@@ -42,6 +44,21 @@ pub struct CdrFacts<'a> {
     pub disposition: Disposition,
     /// How far apart a CDR's start and the SIP offer may be for a heuristic join.
     pub tolerance: chrono::TimeDelta,
+}
+
+impl std::fmt::Debug for CdrFacts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CdrFacts")
+            .field("call_id", &self.call_id.is_some())
+            .field("caller", self.caller)
+            .field("campaign_id", &self.campaign_id)
+            .field("tracking_number", self.tracking_number)
+            .field("answered", &self.answered.is_some())
+            .field("ended", &self.ended.is_some())
+            .field("duration_seconds", &self.duration_seconds)
+            .field("disposition", &self.disposition)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A call's minimized identity, computed once and shared by all its events.
