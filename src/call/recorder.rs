@@ -14,7 +14,7 @@ use super::{
     CallEvent, CallerFields, CallerIdentity, CallerInput, Common, Consent, Disclosed, Disclosure,
     E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify, minimize,
 };
-use super::{Completed, Correlation, Disposition};
+use super::{Completed, Correlation, Disposition, TimePrecision};
 
 pub struct Recorder {
     keyring: Keyring,
@@ -24,6 +24,8 @@ pub struct Recorder {
     default_policy: Policy,
     correlator: Option<Arc<Correlator>>,
     suppression: Option<Arc<Suppression>>,
+    /// Applied to every time an event carries, before it is written.
+    precision: TimePrecision,
 }
 
 /// A carrier's record of a call's end, numbers already normalized.
@@ -70,6 +72,7 @@ pub struct Observed {
     caller: CallerFields,
     disclosure: Disclosure,
     consent: Option<Consent>,
+    precision: TimePrecision,
 }
 
 impl Recorder {
@@ -86,7 +89,14 @@ impl Recorder {
             default_policy,
             correlator: None,
             suppression: None,
+            precision: TimePrecision::default(),
         }
+    }
+
+    /// `[privacy] time_precision`; the default is whole seconds.
+    pub fn with_time_precision(mut self, precision: TimePrecision) -> Self {
+        self.precision = precision;
+        self
     }
 
     fn policy(&self, campaign_id: &str) -> Policy {
@@ -272,8 +282,9 @@ impl Recorder {
         // The caller pseudonym comes from the call key's epoch, so one event never mixes keys.
         let policy = self.policy(facts.campaign_id);
         let caller = minimize(identity, grounds, &policy, &self.keyring, key_at)?;
+        let time = |t| self.precision.truncate(t);
         let common = Common::new(
-            facts.ended.unwrap_or(at),
+            time(facts.ended.unwrap_or(at)),
             call_key,
             facts.campaign_id,
             facts.tracking_number.clone(),
@@ -282,8 +293,8 @@ impl Recorder {
             consent,
         );
         let completed = Completed {
-            answered_at: facts.answered,
-            ended_at: facts.ended,
+            answered_at: facts.answered.map(time),
+            ended_at: facts.ended.map(time),
             duration_seconds: facts.duration_seconds,
             disposition: facts.disposition,
             correlated,
@@ -347,6 +358,7 @@ impl Recorder {
             caller,
             disclosure,
             consent,
+            precision: self.precision,
         })
     }
 
@@ -364,7 +376,7 @@ impl Recorder {
 impl Observed {
     fn common(&self, at: DateTime<Utc>) -> Common {
         Common::new(
-            at,
+            self.precision.truncate(at),
             self.call_key.clone(),
             self.campaign_id.clone(),
             self.tracking_number.clone(),
