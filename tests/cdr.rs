@@ -127,9 +127,36 @@ fn each_preset_sample_is_ingested_field_by_field() {
     let first = &completed(dir.path())[0];
     assert_eq!(first["tracking_number"], "+493055511000");
     assert_eq!(first["answered_at"], "2024-05-02T08:00:08.000Z");
-    assert_eq!(first["ended_at"], "2024-05-02T08:01:01.631Z");
+    // The row says 08:01:01.631; events carry whole seconds unless `time_precision = "ms"`.
+    assert_eq!(first["ended_at"], "2024-05-02T08:01:01.000Z");
+    assert_eq!(first["occurred_at"], "2024-05-02T08:01:01.000Z");
     assert_eq!(first["duration_seconds"], 54);
     assert_eq!(first["disposition"], "answered");
+}
+
+#[test]
+fn cdr_times_keep_milliseconds_or_lose_seconds_as_configured() {
+    for (precision, answered, ended) in [
+        ("ms", "2024-05-02T08:00:08.000Z", "2024-05-02T08:01:01.631Z"),
+        (
+            "minute",
+            "2024-05-02T08:00:00.000Z",
+            "2024-05-02T08:01:00.000Z",
+        ),
+    ] {
+        let (dir, config) =
+            offline_config(&format!("[privacy]\ntime_precision = \"{precision}\"\n"));
+        import_fixture(
+            dir.path(),
+            &config,
+            "sipcarrier-sample.csv",
+            "sipcarrier-csv",
+        );
+        let first = &completed(dir.path())[0];
+        assert_eq!(first["answered_at"], answered, "{precision}");
+        assert_eq!(first["ended_at"], ended, "{precision}");
+        assert_eq!(first["occurred_at"], ended, "{precision}");
+    }
 }
 
 #[test]

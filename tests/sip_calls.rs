@@ -53,6 +53,28 @@ fn invite_for_pool_number_is_redirected_over_tcp_and_recorded() {
 }
 
 #[test]
+fn event_times_are_whole_seconds_by_default() {
+    let daemon = Daemon::start("");
+    let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
+    assert_sipp_ok(&out, "INVITE -> 100 -> 302 -> ACK over UDP");
+    for e in daemon.wait_events(3) {
+        let t = e["occurred_at"].as_str().unwrap();
+        assert!(t.ends_with(".000Z"), "{t} is not whole seconds");
+    }
+}
+
+#[test]
+fn event_times_are_whole_minutes_when_configured() {
+    let daemon = Daemon::start("[privacy]\ntime_precision = \"minute\"\n");
+    let out = sipp("uac_redirect.xml", "u1", daemon.addr, POOL_NUMBER, &[]);
+    assert_sipp_ok(&out, "INVITE -> 100 -> 302 -> ACK over UDP");
+    for e in daemon.wait_events(3) {
+        let t = e["occurred_at"].as_str().unwrap();
+        assert!(t.ends_with(":00.000Z"), "{t} is not whole minutes");
+    }
+}
+
+#[test]
 fn national_form_of_a_pool_number_is_recognised() {
     let daemon = Daemon::start("");
     let out = sipp(

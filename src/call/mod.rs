@@ -11,6 +11,7 @@ pub mod event;
 pub mod keyring;
 pub mod manifest;
 pub mod number;
+pub mod precision;
 pub mod privacy;
 pub mod pseudonym;
 pub mod recorder;
@@ -27,6 +28,7 @@ pub use event::{
 };
 pub use keyring::{KeyError, KeyInfo, Keyring};
 pub use number::{E164, Normalizer, NumberError};
+pub use precision::TimePrecision;
 pub use privacy::{CallerPolicy, Grounds, Policy, informed, minimize};
 pub use pseudonym::{Pseudonym, Purpose};
 pub use recorder::{Observed, Recorder};

@@ -14,7 +14,7 @@ use super::{
     CallEvent, CallerFields, CallerIdentity, CallerInput, Common, Consent, Disclosed, Disclosure,
     E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify, minimize,
 };
-use super::{Completed, Correlation, Disposition};
+use super::{Completed, Correlation, Disposition, TimePrecision};
 
 pub struct Recorder {
     keyring: Keyring,
@@ -24,10 +24,14 @@ pub struct Recorder {
     default_policy: Policy,
     correlator: Option<Arc<Correlator>>,
     suppression: Option<Arc<Suppression>>,
+    /// Applied to every time an event carries, before it is written.
+    precision: TimePrecision,
 }
 
 /// A carrier's record of a call's end, numbers already normalized.
-#[derive(Debug, Clone)]
+///
+/// `Debug` hides the record key and Call-ID (carrier identifiers of one call) and the times.
+#[derive(Clone)]
 pub struct CdrFacts<'a> {
     /// `<feed>/<record id>`: names an uncorrelated call stably.
     pub record_key: &'a str,
@@ -44,6 +48,21 @@ pub struct CdrFacts<'a> {
     pub tolerance: chrono::TimeDelta,
 }
 
+impl std::fmt::Debug for CdrFacts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CdrFacts")
+            .field("call_id", &self.call_id.is_some())
+            .field("caller", self.caller)
+            .field("campaign_id", &self.campaign_id)
+            .field("tracking_number", self.tracking_number)
+            .field("answered", &self.answered.is_some())
+            .field("ended", &self.ended.is_some())
+            .field("duration_seconds", &self.duration_seconds)
+            .field("disposition", &self.disposition)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A call's minimized identity, computed once and shared by all its events.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -53,6 +72,7 @@ pub struct Observed {
     caller: CallerFields,
     disclosure: Disclosure,
     consent: Option<Consent>,
+    precision: TimePrecision,
 }
 
 impl Recorder {
@@ -69,7 +89,14 @@ impl Recorder {
             default_policy,
             correlator: None,
             suppression: None,
+            precision: TimePrecision::default(),
         }
+    }
+
+    /// `[privacy] time_precision`; the default is whole seconds.
+    pub fn with_time_precision(mut self, precision: TimePrecision) -> Self {
+        self.precision = precision;
+        self
     }
 
     fn policy(&self, campaign_id: &str) -> Policy {
@@ -255,8 +282,9 @@ impl Recorder {
         // The caller pseudonym comes from the call key's epoch, so one event never mixes keys.
         let policy = self.policy(facts.campaign_id);
         let caller = minimize(identity, grounds, &policy, &self.keyring, key_at)?;
+        let time = |t| self.precision.truncate(t);
         let common = Common::new(
-            facts.ended.unwrap_or(at),
+            time(facts.ended.unwrap_or(at)),
             call_key,
             facts.campaign_id,
             facts.tracking_number.clone(),
@@ -265,8 +293,8 @@ impl Recorder {
             consent,
         );
         let completed = Completed {
-            answered_at: facts.answered,
-            ended_at: facts.ended,
+            answered_at: facts.answered.map(time),
+            ended_at: facts.ended.map(time),
             duration_seconds: facts.duration_seconds,
             disposition: facts.disposition,
             correlated,
@@ -330,6 +358,7 @@ impl Recorder {
             caller,
             disclosure,
             consent,
+            precision: self.precision,
         })
     }
 
@@ -347,7 +376,7 @@ impl Recorder {
 impl Observed {
     fn common(&self, at: DateTime<Utc>) -> Common {
         Common::new(
-            at,
+            self.precision.truncate(at),
             self.call_key.clone(),
             self.campaign_id.clone(),
             self.tracking_number.clone(),

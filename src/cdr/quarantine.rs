@@ -13,13 +13,25 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-/// One quarantined row.
-#[derive(Debug, Clone, Serialize)]
+/// One quarantined row. The raw row is written to the quarantine on purpose; `Debug` gives
+/// only its length so it cannot reach a log line.
+#[derive(Clone, Serialize)]
 pub struct Entry<'a> {
     pub file: &'a str,
     pub line: u64,
     pub reason: &'a str,
     pub raw: &'a str,
+}
+
+impl std::fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .field("reason", &self.reason)
+            .field("raw_len", &self.raw.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -374,6 +374,9 @@ pub struct Privacy {
     /// Days of signed disclosure evidence kept (whole days, file and seal together).
     #[serde(default = "default_evidence_days")]
     pub evidence_retention_days: u32,
+    /// How precise every time in a call event is: `ms`, `s` or `minute`.
+    #[serde(default)]
+    pub time_precision: crate::call::TimePrecision,
 }
 
 impl Default for Privacy {
@@ -385,6 +388,7 @@ impl Default for Privacy {
             keep_keys: default_keep_keys(),
             suppression_retention_days: default_suppression_days(),
             evidence_retention_days: default_evidence_days(),
+            time_precision: crate::call::TimePrecision::default(),
         }
     }
 }

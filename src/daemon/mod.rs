@@ -250,7 +250,8 @@ pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartErro
     let suppression = open_suppression(config)?;
     Ok(
         Recorder::new(keyring, normalizer, policies(config), default)
-            .with_suppression(Arc::new(suppression)),
+            .with_suppression(Arc::new(suppression))
+            .with_time_precision(config.privacy.time_precision),
     )
 }
 

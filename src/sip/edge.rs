@@ -28,7 +28,7 @@ use crate::sip::{
 };
 
 /// Where a transaction's responses go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ReplyTo {
     Udp {
         socket: Arc<UdpSocket>,
@@ -49,6 +49,16 @@ enum Undelivered {
     QueueFull,
     /// The connection is gone.
     Closed,
+}
+
+// `dest` is the peer's address: `Debug` names the transport only.
+impl std::fmt::Debug for ReplyTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Udp { .. } => "ReplyTo::Udp { .. }",
+            Self::Stream { .. } => "ReplyTo::Stream { .. }",
+        })
+    }
 }
 
 impl ReplyTo {
@@ -75,7 +85,7 @@ pub trait Dial: Send + Sync {
 }
 
 /// A message's arrival context.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Arrival {
     pub source: SocketAddr,
     /// Our address it came to: the Contact we give in dialog-creating responses.
@@ -91,6 +101,16 @@ pub enum ArrivalTransport {
         kind: StreamLabel,
         sender: mpsc::Sender<Bytes>,
     },
+}
+
+// The source is the peer's address: `Debug` names the transport only.
+impl std::fmt::Debug for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arrival")
+            .field("reliable", &self.reliable())
+            .field("secure", &self.secure())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Arrival {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 /// Why bytes from a transport could not be cut into one SIP message.
-#[derive(Debug, Error)]
+#[derive(Error)]
 pub enum FramingError {
     /// The datagram held only CRLF keepalives (RFC 5626 §4.4.1); nothing to answer.
     #[error("keepalive only")]
@@ -37,6 +37,29 @@ impl FramingError {
             Self::TooLarge { frame } => frame.as_ref(),
             Self::Truncated { frame } | Self::BadLength { frame } => Some(frame),
             Self::Keepalive | Self::Io(_) => None,
+        }
+    }
+}
+
+// The frames are raw caller bytes: `Debug` gives their length only.
+impl fmt::Debug for FramingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Keepalive => f.write_str("Keepalive"),
+            Self::TooLarge { frame } => f
+                .debug_struct("TooLarge")
+                .field("frame_len", &frame.as_ref().map(Bytes::len))
+                .finish(),
+            Self::Truncated { frame } => f
+                .debug_struct("Truncated")
+                .field("frame_len", &frame.len())
+                .finish(),
+            Self::BadLength { frame } => f
+                .debug_struct("BadLength")
+                .field("frame_len", &frame.len())
+                .finish(),
+            // The kind only: an OS error text is fixed words, but a custom one need not be.
+            Self::Io(e) => f.debug_tuple("Io").field(&e.kind()).finish(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! names, compact forms (§7.3.3 and the extensions' registry), and comma-separated lists that
 //! respect quoted strings and `<...>`.
 
+use std::fmt;
+
 use super::error::SyntaxError;
 use super::params::is_token;
 
@@ -134,15 +136,33 @@ fn is_list(name: &str) -> bool {
 }
 
 /// One header field: canonical name and the unfolded, trimmed value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the name and the value's length: values are caller text (numbers, names,
+/// addresses, Call-IDs, user agents).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Header {
     pub name: String,
     pub value: String,
 }
 
+impl fmt::Debug for Header {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Header")
+            .field("name", &self.name)
+            .field("value_len", &self.value.len())
+            .finish()
+    }
+}
+
 /// The header fields in order of appearance.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers(pub Vec<Header>);
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Headers").field(&self.0).finish()
+    }
+}
 
 impl Headers {
     /// Parses the header lines (everything after the start line up to the empty line).

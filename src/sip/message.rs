@@ -4,6 +4,8 @@
 //! Requests are validated so the UAS can rely on Call-ID, CSeq, From, To, Via, Max-Forwards and
 //! Contact; anything else (schemes, Require, Content-Type) is policy for the UAS.
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use super::error::{ParseError, ReplyHeaders, SyntaxError};
@@ -14,7 +16,9 @@ use super::params::is_token;
 use super::uri::Uri;
 use super::via::Via;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` spells a known method and hides an extension token: any token is allowed there,
+/// a number included.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Method {
     Invite,
     Ack,
@@ -32,6 +36,15 @@ pub enum Method {
     Publish,
     /// Any other token; methods are case-sensitive (§7.1), so `invite` lands here.
     Extension(String),
+}
+
+impl fmt::Debug for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Extension(_) => f.write_str("Extension(…)"),
+            known => f.write_str(known.as_str()),
+        }
+    }
 }
 
 impl Method {
@@ -91,7 +104,8 @@ pub enum Message {
     Response(Response),
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows the structure (method, which headers, counts, lengths), never caller text.
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     pub uri: Uri,
@@ -106,6 +120,26 @@ pub struct Request {
     contacts: Vec<NameAddr>,
     contact_star: bool,
     reply: ReplyHeaders,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("call_id_len", &self.call_id.len())
+            .field("cseq", &self.cseq)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("vias", &self.vias)
+            .field("max_forwards", &self.max_forwards)
+            .field("contacts", &self.contacts)
+            .field("contact_star", &self.contact_star)
+            .field("reply", &self.reply)
+            .finish()
+    }
 }
 
 impl Request {
@@ -145,7 +179,8 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` as for [`Request`]: status and structure, no header text.
+#[derive(Clone)]
 pub struct Response {
     pub status: u16,
     /// May be empty; decoded lossily if not UTF-8.
@@ -157,6 +192,22 @@ pub struct Response {
     from: NameAddr,
     to: NameAddr,
     vias: Vec<Via>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("reason_len", &self.reason.len())
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("call_id_len", &self.call_id.len())
+            .field("cseq", &self.cseq)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("vias", &self.vias)
+            .finish()
+    }
 }
 
 impl Response {

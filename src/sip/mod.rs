@@ -14,6 +14,8 @@ mod uri;
 mod via;
 
 #[cfg(test)]
+mod debug_tests;
+#[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]
 mod torture_tests;

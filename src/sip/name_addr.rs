@@ -2,17 +2,30 @@
 //! name-addr / addr-spec; RFC 3325 §9.1). Without `< >` every `;param` is a header parameter
 //! (RFC 3261 §20.10, RFC 4475 §3.3.12).
 
+use std::fmt;
+
 use super::error::SyntaxError;
 use super::params::{Params, is_token, parse_header_params};
 use super::uri::Uri;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` says whether there is a display name, never the name itself.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NameAddr {
     /// Display name with quotes removed and quoted-pairs resolved.
     pub display: Option<String>,
     pub uri: Uri,
     /// Header parameters (tag, q, expires, ...).
     pub params: Params,
+}
+
+impl fmt::Debug for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NameAddr")
+            .field("display", &self.display.is_some())
+            .field("uri", &self.uri)
+            .field("params", &self.params)
+            .finish()
+    }
 }
 
 impl NameAddr {

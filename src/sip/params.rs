@@ -1,18 +1,38 @@
 //! `;name=value` parameter lists: URI parameters (RFC 3261 §19.1.1, no whitespace) and header
 //! parameters (§25.1 generic-param, LWS around `;` and `=`, quoted-string values).
 
+use std::fmt;
+
 use super::error::SyntaxError;
 
 /// One parameter as received; the value keeps its quotes if it was a quoted-string.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the name and whether there is a value: values are tags, branches and
+/// addresses (`received=`, `maddr=`) from the wire.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Param {
     pub name: String,
     pub value: Option<String>,
 }
 
+impl fmt::Debug for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Param")
+            .field("name", &self.name)
+            .field("has_value", &self.value.is_some())
+            .finish()
+    }
+}
+
 /// Parameters in order of appearance; names compare case-insensitively (§19.1.4, §7.3.1).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Params(pub Vec<Param>);
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Params").field(&self.0).finish()
+    }
+}
 
 impl Params {
     /// `Some(None)` for a parameter without value, `Some(Some(v))` with one.

@@ -3,6 +3,7 @@
 //! doubling, no T2 cap) and the 64×T1 bound after which the INVITE is to be refused with a 5xx,
 //! and PRACK matching by RAck (§7.2). The call flow owns one per INVITE and sends what it says.
 
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +31,7 @@ impl RAck {
 }
 
 /// What `poll` asks of the shell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Due {
     /// Nothing to send now.
     Idle,
@@ -38,6 +39,20 @@ pub enum Due {
     Retransmit(Bytes),
     /// 64×T1 passed without PRACK: refuse the INVITE with a 5xx (§3).
     TimedOut,
+}
+
+// The bytes are our 183, which echoes the caller's From, To and Call-ID: length only.
+impl fmt::Debug for Due {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Idle => f.write_str("Idle"),
+            Self::Retransmit(bytes) => f
+                .debug_struct("Retransmit")
+                .field("len", &bytes.len())
+                .finish(),
+            Self::TimedOut => f.write_str("TimedOut"),
+        }
+    }
 }
 
 /// How a PRACK relates to our reliable provisionals.
@@ -49,13 +64,24 @@ pub enum Prack {
     Unknown,
 }
 
-#[derive(Debug)]
 struct Outstanding {
     rseq: u32,
     bytes: Bytes,
     give_up_at: Instant,
     next_at: Instant,
     interval: Duration,
+}
+
+impl fmt::Debug for Outstanding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outstanding")
+            .field("rseq", &self.rseq)
+            .field("len", &self.bytes.len())
+            .field("give_up_at", &self.give_up_at)
+            .field("next_at", &self.next_at)
+            .field("interval", &self.interval)
+            .finish()
+    }
 }
 
 /// One INVITE's reliable provisionals.

@@ -2,6 +2,7 @@
 //! IPv6 reference rules of RFC 5118 §4), tel (RFC 3966 §3) and any other scheme kept opaque
 //! (the UAS answers those with 416, RFC 3261 §8.2.2.1).
 
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::SyntaxError;
@@ -17,14 +18,27 @@ pub enum Uri {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` names the kind of host only: a host is the caller's or a carrier's address.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Host {
     Domain(String),
     Ipv4(Ipv4Addr),
     Ipv6(Ipv6Addr),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Domain(_) => "Domain(…)",
+            Self::Ipv4(_) => "Ipv4(…)",
+            Self::Ipv6(_) => "Ipv6(…)",
+        })
+    }
+}
+
+/// `Debug` shows which parts are present, never their text: the user part is usually the
+/// caller's number.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SipUri {
     /// `sips:` rather than `sip:`.
     pub secure: bool,
@@ -36,6 +50,20 @@ pub struct SipUri {
     pub params: Params,
     /// `?name=value&...` headers, raw (escapes kept, never turned into real headers).
     pub headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipUri")
+            .field("secure", &self.secure)
+            .field("user_len", &self.user.as_ref().map(String::len))
+            .field("password", &self.password.is_some())
+            .field("host", &self.host)
+            .field("port", &self.port.is_some())
+            .field("params", &self.params)
+            .field("headers", &self.headers.len())
+            .finish()
+    }
 }
 
 impl SipUri {
@@ -53,11 +81,22 @@ impl SipUri {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows the number's length and whether it is global, never the digits.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TelUri {
     /// As received, visual separators included (`+49-30-1234`).
     pub number: String,
     pub params: Params,
+}
+
+impl fmt::Debug for TelUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelUri")
+            .field("number_len", &self.number.len())
+            .field("global", &self.is_global())
+            .field("params", &self.params)
+            .finish()
+    }
 }
 
 impl TelUri {

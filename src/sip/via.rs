@@ -1,13 +1,15 @@
 //! Via header values (RFC 3261 §20.42, §18.2.1, §25.1 via-parm; RFC 3581 rport; RFC 5118 §4.5
 //! received with or without IPv6 brackets). Unknown transports are kept as tokens.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use super::error::SyntaxError;
 use super::params::{Param, Params, is_token, parse_header_params};
 use super::uri::{Host, parse_hostport, parse_ipv6};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` keeps protocol and transport and hides the sent-by address and parameter values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Via {
     /// `SIP/2.0` normally; kept so the message layer can judge the version.
     pub protocol: String,
@@ -18,7 +20,7 @@ pub struct Via {
     pub params: ViaParams,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ViaParams {
     pub branch: Option<String>,
     pub received: Option<IpAddr>,
@@ -27,6 +29,32 @@ pub struct ViaParams {
     pub maddr: Option<String>,
     pub ttl: Option<u8>,
     pub other: Params,
+}
+
+impl fmt::Debug for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Via")
+            .field("protocol", &self.protocol)
+            .field("transport", &self.transport)
+            .field("sent_by_host", &self.sent_by_host)
+            .field("sent_by_port", &self.sent_by_port.is_some())
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+// Presence only: a branch is a transaction id, received/maddr are addresses.
+impl fmt::Debug for ViaParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ViaParams")
+            .field("branch", &self.branch.is_some())
+            .field("received", &self.received.is_some())
+            .field("rport", &self.rport.map(|p| p.is_some()))
+            .field("maddr", &self.maddr.is_some())
+            .field("ttl", &self.ttl.is_some())
+            .field("other", &self.other)
+            .finish()
+    }
 }
 
 impl Via {
