@@ -315,7 +315,7 @@ mod tests {
             "a lone CRLF is not a ping"
         );
         assert!(buf.is_empty());
-        let mut buf = BytesMut::from(&MSG[..]);
+        let mut buf = BytesMut::from(MSG);
         assert!(matches!(
             dec.decode(&mut buf).unwrap(),
             Some(StreamItem::Message(_))

@@ -37,21 +37,22 @@ impl Default for Timers {
 
 /// Which transaction a request belongs to: ACK shares the INVITE's class, CANCEL has its own
 /// (§9.2: a CANCEL is a separate transaction with the INVITE's branch).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum MethodClass {
     Invite,
     Cancel,
     Other(String),
 }
 
-/// Transaction identity (§17.2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Transaction identity (§17.2.3). `Debug` shows the kind and class only: the branch, sent-by,
+/// Call-ID and From tag are the caller's wire values.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     id: KeyId,
     class: MethodClass,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum KeyId {
     /// RFC 3261 peers: branch with the magic cookie plus the top Via's sent-by.
     Branch { branch: String, sent_by: String },
@@ -62,6 +63,30 @@ enum KeyId {
         from_tag: String,
         top_via: String,
     },
+}
+
+impl std::fmt::Debug for MethodClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invite => f.write_str("Invite"),
+            Self::Cancel => f.write_str("Cancel"),
+            // An extension method is any token the peer chose.
+            Self::Other(m) => write!(f, "Other({} bytes)", m.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.id {
+            KeyId::Branch { .. } => "rfc3261",
+            KeyId::Legacy { .. } => "rfc2543",
+        };
+        f.debug_struct("Key")
+            .field("kind", &kind)
+            .field("class", &self.class)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Key {
@@ -104,8 +129,9 @@ impl Key {
     }
 }
 
-/// What an incoming request means for the table.
-#[derive(Debug, PartialEq, Eq)]
+/// What an incoming request means for the table. `Debug` shows a resent response's length
+/// only: it echoes the caller's headers.
+#[derive(PartialEq, Eq)]
 pub enum Received<A> {
     /// A new server transaction exists; the transaction user must answer it with `respond`.
     New,
@@ -118,6 +144,21 @@ pub enum Received<A> {
     StrayAck,
     /// The table is full: answer 503 statelessly.
     Overloaded,
+}
+
+impl<A> std::fmt::Debug for Received<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::New => f.write_str("New"),
+            Self::Retransmission(None) => f.write_str("Retransmission(None)"),
+            Self::Retransmission(Some((_, bytes))) => {
+                write!(f, "Retransmission({} bytes)", bytes.len())
+            }
+            Self::Ack => f.write_str("Ack"),
+            Self::StrayAck => f.write_str("StrayAck"),
+            Self::Overloaded => f.write_str("Overloaded"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

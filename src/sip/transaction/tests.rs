@@ -233,3 +233,34 @@ async fn a_second_branch_of_the_same_request_is_merged_until_the_first_ends() {
     t.on_request(third.clone(), "peer", false, Instant::now());
     assert_eq!(t.claim_origin(&third, origin), Claim::First);
 }
+
+#[test]
+fn debug_shows_no_wire_values() {
+    let keys = [
+        Key::rfc3261(
+            "z9hG4bK-secret-branch",
+            "10.9.8.7:5060",
+            MethodClass::Invite,
+        ),
+        Key::rfc2543(
+            "secret-call-id@10.9.8.7",
+            1,
+            "tag-erika",
+            "SIP/2.0/UDP 10.9.8.7",
+            MethodClass::Other("SECRETMETHOD".into()),
+        ),
+    ];
+    let resent: Received<&str> =
+        Received::Retransmission(Some(("peer", resp("SIP/2.0 302 +4917612345678"))));
+    let shown = format!("{keys:?} {keys:#?} {resent:?} {resent:#?}");
+    for raw in [
+        "secret",
+        "10.9.8.7",
+        "erika",
+        "SECRETMETHOD",
+        "4917612345678",
+    ] {
+        assert!(!shown.contains(raw), "{raw} in {shown}");
+    }
+    assert!(shown.contains("rfc2543") && shown.contains("Retransmission("));
+}
