@@ -1,5 +1,6 @@
 //! calltrackd: calls and CDRs come in, become minimized events, and go out.
 
+mod atomic;
 pub mod call;
 pub mod cdr;
 pub mod config;

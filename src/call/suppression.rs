@@ -8,8 +8,7 @@
 //! change, so a crash leaves either the old or the new list.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -193,12 +192,8 @@ impl Suppression {
         self.persist()
     }
 
-    /// Writes the list atomically: temp file (0600), fsync, rename.
+    /// Replaces the list file whole (0600), so a crash leaves the old or the new list.
     fn persist(&self) -> Result<(), SuppressionError> {
-        let err = |source| SuppressionError::Write {
-            path: self.path.clone(),
-            source,
-        };
         let mut text = Vec::new();
         for (hash, marks) in self.lock().iter() {
             let line = Line {
@@ -210,19 +205,14 @@ impl Suppression {
                 text.push(b'\n');
             }
         }
-        let tmp = self.path.with_extension("jsonl.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        file.write_all(&text)
-            .and_then(|()| file.sync_all())
-            .map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        Ok(())
+        let (dir, name) = (self.path.parent(), self.path.file_name());
+        let (Some(dir), Some(name)) = (dir, name.and_then(|n| n.to_str())) else {
+            return Ok(());
+        };
+        crate::atomic::replace(dir, name, &text, 0o600).map_err(|source| SuppressionError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

@@ -15,8 +15,8 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::EvidenceError;
 use super::layout::{Layout, read_optional};
-use super::{EvidenceError, atomic};
 
 const SEED_LEN: usize = 32;
 
@@ -43,7 +43,7 @@ pub fn open_signing_key(layout: &Layout) -> Result<SigningKey, EvidenceError> {
         if stored.is_some() {
             tracing::warn!("Evidence signing.pub did not match signing.key; rewritten.");
         }
-        atomic::replace(layout.dir(), Layout::PUBLIC_KEY, public.as_bytes(), 0o644)
+        crate::atomic::replace(layout.dir(), Layout::PUBLIC_KEY, public.as_bytes(), 0o644)
             .map_err(EvidenceError::io(layout.public_key()))?;
     }
     Ok(key)

@@ -16,7 +16,6 @@
 //! chain and seal format is frozen by the tests in `verify.rs`: an auditor's copy of the
 //! verifier must keep working on old files.
 
-mod atomic;
 mod chain;
 mod error;
 mod key;

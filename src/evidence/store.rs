@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::layout::{Layout, day_name, read_optional};
 use super::verify::check_with;
-use super::{Chain, Entry, EvidenceError, Seal, atomic, line, open_signing_key};
+use super::{Chain, Entry, EvidenceError, Seal, line, open_signing_key};
 use crate::call::CallEvent;
 use crate::outbox::Record;
 use crate::sink::Meta;
@@ -131,7 +131,7 @@ impl Store {
             if day.dirty {
                 let seal = Seal::sign(&day_name(date), &day.chain, &self.key);
                 let name = Layout::seal_name(date);
-                atomic::replace(self.layout.dir(), &name, &seal.to_bytes(), 0o600)
+                crate::atomic::replace(self.layout.dir(), &name, &seal.to_bytes(), 0o600)
                     .map_err(EvidenceError::io(self.layout.seal_file(date)))?;
                 day.dirty = false;
                 round.seals += 1;

@@ -1,6 +1,7 @@
 //! Replacing a small file so a reader sees the old or the new content, never a mix, and a
 //! crash keeps one of them: a private temp file in the same directory, fsync, rename over the
-//! target, fsync the directory.
+//! target, fsync the directory. For the state files rewritten whole (evidence seals and public
+//! key, the suppression list).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -10,7 +11,7 @@ use std::path::Path;
 use rand::RngCore;
 
 /// Writes `bytes` to `dir/name` with `mode`.
-pub(super) fn replace(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn replace(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut nonce = [0; 8];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
