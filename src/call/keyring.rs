@@ -118,21 +118,7 @@ impl Keyring {
 
     /// [`Keyring::open`] with an explicit clock, for tests and the CLI.
     pub fn open_at(dir: &Path, rotation: Rotation, now: DateTime<Utc>) -> Result<Self, KeyError> {
-        let dir_err = |source| KeyError::Dir {
-            path: dir.to_owned(),
-            source,
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(dir_err)?;
-        let meta = fs::metadata(dir).map_err(dir_err)?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(KeyError::DirPermissions {
-                path: dir.to_owned(),
-            });
-        }
+        private_dir(dir)?;
         let ring = Self {
             dir: dir.to_owned(),
             rotation,
@@ -350,6 +336,25 @@ fn load_or_create(dir: &Path, path: &Path, name: &str) -> Result<Secret, KeyErro
     }
 }
 
+/// Creates a key directory 0700 if needed and refuses one that group or others can enter.
+fn private_dir(dir: &Path) -> Result<(), KeyError> {
+    let dir_err = |source| KeyError::Dir {
+        path: dir.to_owned(),
+        source,
+    };
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(dir_err)?;
+    if fs::metadata(dir).map_err(dir_err)?.permissions().mode() & 0o077 != 0 {
+        return Err(KeyError::DirPermissions {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), KeyError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -372,20 +377,7 @@ impl fmt::Debug for StandingKey {
 impl StandingKey {
     /// Opens `<dir>/<name>.key`, generating it on first use.
     pub fn open(dir: &Path, name: &str) -> Result<Self, KeyError> {
-        let dir_err = |source| KeyError::Dir {
-            path: dir.to_owned(),
-            source,
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(dir_err)?;
-        if fs::metadata(dir).map_err(dir_err)?.permissions().mode() & 0o077 != 0 {
-            return Err(KeyError::DirPermissions {
-                path: dir.to_owned(),
-            });
-        }
+        private_dir(dir)?;
         let path = dir.join(format!("{name}.key"));
         load_or_create(dir, &path, name).map(Self)
     }

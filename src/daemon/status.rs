@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::future::BoxFuture;
+
 use crate::call::Recorder;
 use crate::cdr::Feed;
-use crate::ops::control::{Answer, Handler, SubjectNumber, SubjectReceipt, SubjectRequest};
+use crate::ops::control::{Handler, SubjectNumber, SubjectReceipt, SubjectRequest};
 use crate::ops::metrics::StreamLabel;
 use crate::ops::status::{
     Calls, FeedStatus, ForwarderState, ForwarderStatus, Listener, OutboxStatus, Status,
@@ -32,7 +34,7 @@ impl Handler for Source {
         &'a self,
         request: SubjectRequest,
         number: &'a SubjectNumber,
-    ) -> Answer<'a, Result<SubjectReceipt, String>> {
+    ) -> BoxFuture<'a, Result<SubjectReceipt, String>> {
         Box::pin(self.subjects.clone().handle(request, number))
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -80,9 +81,6 @@ pub enum Response {
     },
 }
 
-/// A boxed future, so the handler trait stays object-safe.
-pub type Answer<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// What the daemon answers with.
 pub trait Handler: Send + Sync + 'static {
     fn status(&self) -> Status;
@@ -91,7 +89,7 @@ pub trait Handler: Send + Sync + 'static {
         &'a self,
         request: SubjectRequest,
         number: &'a SubjectNumber,
-    ) -> Answer<'a, Result<SubjectReceipt, String>>;
+    ) -> BoxFuture<'a, Result<SubjectReceipt, String>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,7 +247,7 @@ mod tests {
             &'a self,
             request: SubjectRequest,
             number: &'a SubjectNumber,
-        ) -> Answer<'a, Result<SubjectReceipt, String>> {
+        ) -> BoxFuture<'a, Result<SubjectReceipt, String>> {
             Box::pin(async move {
                 if number.0 != "+4930123456" {
                     return Err("standard input is not a phone number".to_owned());

@@ -81,7 +81,7 @@ impl ReplyTo {
 /// Opens a new outbound TCP connection for a response whose connection closed (§18.2.2): the
 /// stream shell provides it, so the edge needs no socket code.
 pub trait Dial: Send + Sync {
-    fn dial(&self, to: SocketAddr) -> crate::ops::control::Answer<'_, Option<mpsc::Sender<Bytes>>>;
+    fn dial(&self, to: SocketAddr) -> futures::future::BoxFuture<'_, Option<mpsc::Sender<Bytes>>>;
 }
 
 /// A message's arrival context.

@@ -173,7 +173,7 @@ pub struct Dialer {
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl crate::sip::edge::Dial for Dialer {
-    fn dial(&self, to: SocketAddr) -> crate::ops::control::Answer<'_, Option<mpsc::Sender<Bytes>>> {
+    fn dial(&self, to: SocketAddr) -> futures::future::BoxFuture<'_, Option<mpsc::Sender<Bytes>>> {
         Box::pin(async move {
             let edge = self.edge.upgrade()?;
             let stream = tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(to))
