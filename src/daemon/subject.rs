@@ -63,16 +63,9 @@ impl Subjects {
         request: Request,
         number: &E164,
     ) -> Result<(SubjectReceipt, Vec<Vec<u8>>), String> {
-        let failed = |what: &str| {
-            let what = what.to_owned();
-            move |err: &dyn std::fmt::Display| {
-                warn!(error = %err, step = %what, "Data-subject request failed.");
-                format!("the request failed while {what}; see the daemon's log")
-            }
-        };
         let keyring = self.recorder.keyring();
         let pseudonyms =
-            subject::pseudonyms(keyring, number).map_err(|e| failed("deriving pseudonyms")(&e))?;
+            subject::pseudonyms(keyring, number).map_err(|e| failed("deriving pseudonyms", &e))?;
         let wanted: HashSet<&str> = pseudonyms.iter().map(|p| p.value.as_str()).collect();
         let mut receipt = SubjectReceipt {
             receipt_id: subject_event::receipt_id(),
@@ -90,7 +83,7 @@ impl Subjects {
                 receipt.events_found = self
                     .outbox
                     .redact(|line| caller_members(line, &wanted))
-                    .map_err(|e| failed("redacting the outbox")(&e))?;
+                    .map_err(|e| failed("redacting the outbox", &e))?;
                 if let Some(correlator) = self.recorder.correlator() {
                     let tracking = self
                         .tracking
@@ -100,20 +93,20 @@ impl Subjects {
                     let keys = self
                         .recorder
                         .match_keys_of(number, &tracking)
-                        .map_err(|e| failed("deriving index keys")(&e))?;
+                        .map_err(|e| failed("deriving index keys", &e))?;
                     receipt.index_entries_dropped = correlator.forget(&keys);
                     correlator
                         .persist()
-                        .map_err(|e| failed("saving the correlation index")(&e))?;
+                        .map_err(|e| failed("saving the correlation index", &e))?;
                 }
                 if let Some(list) = list {
                     receipt.suppression_entry_dropped = list
                         .erase(number)
-                        .map_err(|e| failed("updating the suppression list")(&e))?;
+                        .map_err(|e| failed("updating the suppression list", &e))?;
                 }
             }
             Request::Object | Request::Restrict | Request::Unrestrict => {
-                receipt.events_found = self.matching(&wanted)?.len() as u64;
+                receipt.events_found = self.matching(&pseudonyms)?.len() as u64;
                 let Some(list) = list else {
                     return Err("this daemon keeps no suppression list".to_owned());
                 };
@@ -122,10 +115,10 @@ impl Subjects {
                     Request::Restrict => list.restrict(number, now),
                     _ => list.unrestrict(number),
                 };
-                changed.map_err(|e| failed("updating the suppression list")(&e))?;
+                changed.map_err(|e| failed("updating the suppression list", &e))?;
             }
             Request::Export => {
-                let found = self.matching(&wanted)?;
+                let found = self.matching(&pseudonyms)?;
                 receipt.events_found = found.len() as u64;
                 receipt.events = Some(found);
             }
@@ -133,34 +126,33 @@ impl Subjects {
         let events = subject_event::events(
             request,
             &receipt.receipt_id,
-            &pseudonyms_for_event(request, pseudonyms),
+            &pseudonyms,
             receipt.events_found,
             now,
         );
         Ok((receipt, events))
     }
 
-    /// The outbox events carrying one of `wanted` as their caller pseudonym.
-    fn matching(&self, wanted: &HashSet<&str>) -> Result<Vec<serde_json::Value>, String> {
-        let scan = outbox::scan(self.outbox.dir(), Position(0)).map_err(|e| {
-            warn!(error = %e, "Outbox could not be read for a data-subject request.");
-            "the outbox could not be read; see the daemon's log".to_owned()
-        })?;
-        Ok(scan
+    /// The outbox events carrying one of `pseudonyms` as their caller pseudonym: the rule
+    /// `subject find` uses too.
+    fn matching(&self, pseudonyms: &[Pseudonym]) -> Result<Vec<serde_json::Value>, String> {
+        let records: Vec<_> = outbox::scan(self.outbox.dir(), Position(0))
+            .map_err(|e| failed("reading the outbox", &e))?
             .filter_map(Result::ok)
-            .filter(|r| !caller_members(&r.line, wanted).is_empty())
-            .filter_map(|r| serde_json::from_slice(&r.line).ok())
-            .collect())
+            .collect();
+        Ok(
+            subject::matching(pseudonyms, records.iter().map(|r| &r.line[..]))
+                .into_iter()
+                .filter_map(|line| serde_json::from_slice(line).ok())
+                .collect(),
+        )
     }
 }
 
-/// Whether downstream needs the pseudonyms to act: every request that changes something.
-fn pseudonyms_for_event(request: Request, pseudonyms: Vec<Pseudonym>) -> Vec<Pseudonym> {
-    if request == Request::Export {
-        Vec::new()
-    } else {
-        pseudonyms
-    }
+/// Logs a failed step (our paths and fixed words only) and words the DPO's answer.
+fn failed(step: &str, err: &dyn std::fmt::Display) -> String {
+    warn!(error = %err, step, "Data-subject request failed.");
+    format!("the request failed while {step}; see the daemon's log")
 }
 
 /// The caller members of a call event whose pseudonym is wanted: the pseudonym and the region.
