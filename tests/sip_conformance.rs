@@ -180,21 +180,7 @@ fn a_call_the_outbox_cannot_take_gets_503_before_any_announcement() {
     // Fill the outbox with announced calls until one is refused.
     let mut refused = None;
     for _ in 0..10 {
-        let uac = Uac::new(daemon.addr, POOL_NUMBER);
-        uac.invite("0 101");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            if let Some((status, method, _)) = uac.response()
-                && method == "INVITE"
-            {
-                seen.push(status);
-                if status >= 300 {
-                    break;
-                }
-            }
-        }
-        uac.ack();
+        let seen = call(&daemon);
         if seen.last() == Some(&503) {
             refused = Some(seen);
             break;
@@ -226,18 +212,7 @@ fn one_port(dir: &std::path::Path) -> String {
 fn call(daemon: &Daemon) -> Vec<u16> {
     let uac = Uac::new(daemon.addr, POOL_NUMBER);
     uac.invite("0 101");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Some((status, method, _)) = uac.response()
-            && method == "INVITE"
-        {
-            seen.push(status);
-            if status >= 300 {
-                break;
-            }
-        }
-    }
+    let seen = uac.invite_statuses();
     uac.ack();
     seen
 }

@@ -702,10 +702,9 @@ mod tests {
         assert_eq!(err.to_string(), "missing column calling_number");
     }
 
-    #[test]
-    fn berlin_local_time_converts_to_utc_including_dst() {
-        let f = &builtin_presets().unwrap()["telekom-style"];
-        let header = rec(&[
+    /// The telekom-style preset's header as the carrier writes it: Latin-1 bytes.
+    fn telekom_header() -> csv::ByteRecord {
+        let names = [
             "Verbindungs-ID",
             "Beginn",
             "Annahme",
@@ -715,19 +714,18 @@ mod tests {
             "Rufnummer B",
             "Auslösegrund",
             "Bündel",
-        ]);
-        // Header arrives as Latin-1 bytes.
-        let header = csv::ByteRecord::from(
-            header
-                .iter()
-                .map(|b| {
-                    encoding_rs::WINDOWS_1252
-                        .encode(std::str::from_utf8(b).unwrap())
-                        .0
-                        .into_owned()
-                })
-                .collect::<Vec<_>>(),
-        );
+        ];
+        csv::ByteRecord::from(
+            names
+                .map(|n| encoding_rs::WINDOWS_1252.encode(n).0.into_owned())
+                .to_vec(),
+        )
+    }
+
+    #[test]
+    fn berlin_local_time_converts_to_utc_including_dst() {
+        let f = &builtin_presets().unwrap()["telekom-style"];
+        let header = telekom_header();
         let m = Mapper::new(f, Some(&header)).unwrap();
         let summer = m
             .map(&rec(&[
@@ -925,21 +923,7 @@ mod tests {
         let mut f = builtin_presets().unwrap()["telekom-style"].clone();
         f.withheld_words = vec!["Unterdrückt".into(), "keine Rufnummer".into()];
         let latin1 = |s: &str| encoding_rs::WINDOWS_1252.encode(s).0.into_owned();
-        let header = csv::ByteRecord::from(
-            [
-                "Verbindungs-ID",
-                "Beginn",
-                "Annahme",
-                "Ende",
-                "Dauer",
-                "Rufnummer A",
-                "Rufnummer B",
-                "Auslösegrund",
-                "Bündel",
-            ]
-            .map(latin1)
-            .to_vec(),
-        );
+        let header = telekom_header();
         let m = Mapper::new(&f, Some(&header)).unwrap();
         let map = |calling: &str| {
             let cells = [

@@ -216,6 +216,23 @@ impl Uac {
         Some((status, cseq, text))
     }
 
+    /// The statuses of the INVITE's responses, in order, up to its final one (bounded).
+    pub fn invite_statuses(&self) -> Vec<u16> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Some((status, method, _)) = self.response()
+                && method == "INVITE"
+            {
+                seen.push(status);
+                if status >= 200 {
+                    break;
+                }
+            }
+        }
+        seen
+    }
+
     /// Waits for a response with this status to this method, skipping others (bounded).
     pub fn expect(&self, status: u16, method: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
