@@ -158,7 +158,7 @@ fn the_http_endpoint_answers_errors_with_a_reason() {
     );
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     assert!(
-        missing.contains("serves GET /metrics and GET /health"),
+        missing.contains("serves GET /metrics, GET /health and GET /ready"),
         "{missing}"
     );
     let post = raw_http(
@@ -315,7 +315,7 @@ fn a_real_prometheus_scrapes_the_endpoint_and_loads_the_rules() {
         assert!(Instant::now() < deadline, "rules not evaluated: {rules}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(rules.as_array().unwrap().len(), 8);
+    assert_eq!(rules.as_array().unwrap().len(), 9);
 }
 
 /// A child process that goes when the test ends, passed or failed.

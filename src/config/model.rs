@@ -51,6 +51,9 @@ pub struct Ops {
     /// are under `data_dir`.
     #[serde(default = "default_control_socket")]
     pub control_socket: PathBuf,
+    /// `GET /ready` fails once events have waited this long without a Kafka acknowledgement.
+    #[serde(default = "default_ready_max_lag_seconds")]
+    pub ready_max_lag_seconds: u64,
 }
 
 impl Default for Ops {
@@ -58,8 +61,15 @@ impl Default for Ops {
         Self {
             metrics_listen: None,
             control_socket: default_control_socket(),
+            ready_max_lag_seconds: default_ready_max_lag_seconds(),
         }
     }
+}
+
+/// Two minutes: longer than a broker leader election or a rolling restart takes, short enough
+/// that a load balancer or an alert notices a delivery that has really stopped.
+fn default_ready_max_lag_seconds() -> u64 {
+    120
 }
 
 fn default_control_socket() -> PathBuf {

@@ -2,14 +2,16 @@
 //! (UDP, TCP, TLS), the metrics registry, the control socket, the timer loop, the disclosure
 //! evidence writer, systemd notification, and an orderly shutdown on SIGTERM/SIGINT.
 
+mod loops;
+mod ready;
 mod status;
 mod subject;
+mod supervise;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -37,6 +39,8 @@ use crate::sip::tls::{Acceptor, TlsError};
 use crate::sip::transaction::{Timers, Transactions};
 use crate::sip::uas::{Route, Routing};
 use crate::sip::{self, Acl};
+use loops::{Housekeeping, prune_keys};
+use supervise::{Board, Role, TaskError, infallible, supervise};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -85,8 +89,11 @@ pub struct Daemon {
     tcp: Vec<TcpListener>,
     tls: Vec<TcpListener>,
     acceptor: Option<Arc<Acceptor>>,
-    http: Option<TcpListener>,
+    /// The operator endpoint's socket, duplicated for each (re)start of its server.
+    http: Option<std::net::TcpListener>,
     control: Option<Control>,
+    /// Which supervised task runs; shared with `/ready`, the watchdog and `status`.
+    board: Arc<Board>,
     /// Built (and its counters registered) at open; runs in `serve`.
     forwarder: Option<Forwarder>,
     evidence: Arc<evidence::Stats>,
@@ -375,10 +382,19 @@ impl Daemon {
             }
             None => (Vec::new(), None),
         };
-        let http = match config.ops.metrics_listen {
-            Some(addr) => Some(listen_tcp(addr, "http").await?),
-            None => None,
-        };
+        let http =
+            match config.ops.metrics_listen {
+                Some(addr) => Some(listen_tcp(addr, "http").await?.into_std().map_err(
+                    |source| StartError::Bind {
+                        addr,
+                        transport: "http",
+                        source,
+                    },
+                )?),
+                None => None,
+            };
+        let board = Arc::new(Board::default());
+        board.register(&mut registry);
         let control = Some(Control::bind(
             &config.state_path(&config.ops.control_socket),
         )?);
@@ -402,6 +418,7 @@ impl Daemon {
             acceptor,
             http,
             control,
+            board,
             forwarder,
             evidence,
             registry: Arc::new(registry),
@@ -482,8 +499,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// Serves until `shutdown` is cancelled, then stops taking calls and makes the outbox durable.
-    /// Configs arriving on `reloads` (SIGHUP) are applied to new calls.
+    /// Serves until `shutdown` is cancelled, then stops taking calls, lets the calls in progress
+    /// finish while the transports still run, stops them, and makes the outbox durable.
+    /// Configs arriving on `reloads` (SIGHUP) are applied to new calls. Every long-running task
+    /// is supervised: restarted after an error or a panic, and shown on the board `/ready`, the
+    /// watchdog and `status` read.
     pub async fn serve(
         mut self,
         shutdown: CancellationToken,
@@ -491,18 +511,31 @@ impl Daemon {
     ) {
         // Before the listeners are handed to their tasks.
         let listeners = self.listeners();
-        let mut tasks = JoinSet::new();
+        let board = self.board.clone();
+        // Transports, the timer loop and the operator endpoints stop only after the drain, so
+        // retransmissions, CANCEL and ACK keep working for the calls that finish meanwhile.
+        let stop_transports = CancellationToken::new();
+        let mut transports = JoinSet::new();
         let acl = self.acl.clone();
         let reject = self.config.sip.acl.on_deny == config::DenyAction::Reject;
         let max = self.config.sip.max_message_bytes;
         for socket in std::mem::take(&mut self.udp) {
-            tasks.spawn(sip::udp::serve(
-                socket,
-                self.edge.clone(),
-                acl.clone(),
-                reject,
-                max,
-                shutdown.clone(),
+            let (edge, acl, stop) = (self.edge.clone(), acl.clone(), stop_transports.clone());
+            transports.spawn(supervise(
+                &board,
+                "udp listener",
+                Role::Critical,
+                stop_transports.clone(),
+                move || {
+                    infallible(sip::udp::serve(
+                        socket.clone(),
+                        edge.clone(),
+                        acl.clone(),
+                        reject,
+                        max,
+                        stop.clone(),
+                    ))
+                },
             ));
         }
         let options = Arc::new(sip::tcp::TcpOptions {
@@ -512,62 +545,140 @@ impl Daemon {
         });
         let streams = std::mem::take(&mut self.tcp)
             .into_iter()
-            .map(|l| (l, None))
+            .map(|l| ("tcp listener", l, None))
             .chain(
                 std::mem::take(&mut self.tls)
                     .into_iter()
-                    .map(|l| (l, self.acceptor.clone())),
+                    .map(|l| ("tls listener", l, self.acceptor.clone())),
             );
         self.edge.set_dialer(Arc::new(sip::tcp::Dialer {
             edge: Arc::downgrade(&self.edge),
             options: options.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: stop_transports.clone(),
         }));
-        for (listener, tls) in streams {
-            tasks.spawn(sip::tcp::serve(
-                listener,
+        for (name, listener, tls) in streams {
+            let listener = Arc::new(listener);
+            let (edge, acl, options, stop) = (
                 self.edge.clone(),
                 acl.clone(),
                 options.clone(),
-                tls,
-                shutdown.clone(),
+                stop_transports.clone(),
+            );
+            transports.spawn(supervise(
+                &board,
+                name,
+                Role::Critical,
+                stop_transports.clone(),
+                move || {
+                    infallible(sip::tcp::serve(
+                        listener.clone(),
+                        edge.clone(),
+                        acl.clone(),
+                        options.clone(),
+                        tls.clone(),
+                        stop.clone(),
+                    ))
+                },
             ));
         }
-        tasks.spawn(timer_loop(self.edge.clone(), shutdown.clone()));
-        if let Some(listener) = self.http.take() {
-            let registry = self.registry.clone();
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                if let Err(err) = ops::http::serve(listener, registry, stop).await {
-                    warn!(error = %err, "Metrics endpoint stopped.");
-                }
-            });
-        }
-        let forwarder_running = Arc::new(AtomicBool::new(false));
+        let edge = self.edge.clone();
+        let stop = stop_transports.clone();
+        transports.spawn(supervise(
+            &board,
+            "sip timer loop",
+            Role::Critical,
+            stop_transports.clone(),
+            move || infallible(loops::timer_loop(edge.clone(), stop.clone())),
+        ));
         let forwarder_stats = self.forwarder.as_ref().map(Forwarder::stats);
+        let ready = Arc::new(ready::Ready {
+            board: board.clone(),
+            edge: self.edge.clone(),
+            outbox: self.outbox.clone(),
+            forwarder: forwarder_stats.clone(),
+            max_lag_seconds: self.config.ops.ready_max_lag_seconds,
+            started: self.started,
+        });
+        if let Some(listener) = self.http.take() {
+            let (registry, ready, stop) = (
+                self.registry.clone(),
+                ready.clone(),
+                stop_transports.clone(),
+            );
+            transports.spawn(supervise(
+                &board,
+                "http endpoint",
+                Role::Background,
+                stop_transports.clone(),
+                move || {
+                    // Each run serves a duplicate of the one bound socket.
+                    let listener = listener.try_clone().and_then(TcpListener::from_std);
+                    let (registry, ready, stop) = (registry.clone(), ready.clone(), stop.clone());
+                    async move {
+                        ops::http::serve(listener?, registry, ready, stop).await?;
+                        Ok(())
+                    }
+                },
+            ));
+        }
         if let Some(control) = self.control.take() {
-            let handler = Arc::new(status::Source {
+            let handler: Arc<dyn ops::control::Handler> = Arc::new(status::Source {
                 started: self.started,
                 edge: self.edge.clone(),
                 outbox: self.outbox.clone(),
                 recorder: self.recorder.clone(),
-                forwarder: forwarder_stats.map(|stats| (stats, forwarder_running.clone())),
+                forwarder: forwarder_stats.clone(),
+                board: board.clone(),
+                ready: ready.clone(),
                 listeners,
                 feeds: self.config.cdr.feeds.clone(),
                 subjects: self.subjects.clone(),
             });
-            tasks.spawn(control.serve(handler, shutdown.clone()));
+            let (control, stop) = (Arc::new(control), stop_transports.clone());
+            transports.spawn(supervise(
+                &board,
+                "control socket",
+                Role::Background,
+                stop_transports.clone(),
+                move || infallible(control.clone().serve(handler.clone(), stop.clone())),
+            ));
         }
-        tasks.spawn(persist_loop(self.correlator.clone(), shutdown.clone()));
-        tasks.spawn(housekeeping_loop(
-            Housekeeping::new(&self),
+        // Background work stops as soon as shutdown begins.
+        let mut background = JoinSet::new();
+        let (correlator, stop) = (self.correlator.clone(), shutdown.clone());
+        background.spawn(supervise(
+            &board,
+            "correlation index saver",
+            Role::Background,
             shutdown.clone(),
+            move || infallible(loops::persist_loop(correlator.clone(), stop.clone())),
+        ));
+        let (housekeeping, stop) = (Housekeeping::new(&self), shutdown.clone());
+        background.spawn(supervise(
+            &board,
+            "housekeeping",
+            Role::Background,
+            shutdown.clone(),
+            move || infallible(loops::housekeeping_loop(housekeeping.clone(), stop.clone())),
         ));
         if !self.config.cdr.feeds.is_empty() {
-            tasks.spawn(crate::cdr::service::run(
+            let (ingestor, feeds, stop) = (
                 self.ingestor.clone(),
                 self.config.cdr.feeds.clone(),
                 shutdown.clone(),
+            );
+            background.spawn(supervise(
+                &board,
+                "cdr feeds",
+                Role::Ready,
+                shutdown.clone(),
+                move || {
+                    infallible(crate::cdr::service::run(
+                        ingestor.clone(),
+                        feeds.clone(),
+                        stop.clone(),
+                    ))
+                },
             ));
         }
         // Like the forwarder, the evidence writer stops after the SIP edge, so the last calls'
@@ -580,36 +691,65 @@ impl Daemon {
                 stop_evidence.clone(),
             );
             let data_dir = self.config.data_dir.clone();
-            tokio::spawn(async move { evidence::run(outbox, &data_dir, stats, stop).await })
+            tokio::spawn(supervise(
+                &board,
+                "evidence writer",
+                Role::Background,
+                stop_evidence.clone(),
+                move || {
+                    let (outbox, stats, stop, data_dir) = (
+                        outbox.clone(),
+                        stats.clone(),
+                        stop.clone(),
+                        data_dir.clone(),
+                    );
+                    async move {
+                        evidence::run(outbox, &data_dir, stats, stop).await;
+                        Ok(())
+                    }
+                },
+            ))
         };
         // With Kafka, the forwarder deletes segments once delivered (and old enough); without it,
         // age decides. Either way a segment stays until the evidence writer has read it. The
         // forwarder stops last, after the SIP edge, so every event recorded before shutdown is
         // handed to Kafka (bounded by its flush timeout).
         let stop_forwarder = CancellationToken::new();
-        let forwarder = match self.forwarder.take() {
-            Some(forwarder) => {
-                let running = forwarder_running.clone();
-                let stop = stop_forwarder.clone();
-                running.store(true, Ordering::Relaxed);
-                Some(tokio::spawn(async move {
-                    let result = forwarder.run(stop).await;
-                    running.store(false, Ordering::Relaxed);
-                    result
-                }))
-            }
-            None => {
-                if self.config.kafka.is_none() {
-                    tasks.spawn(retention_loop(
+        let forwarder = match (self.forwarder.take(), &self.config.kafka) {
+            (Some(first), Some(kafka)) => Some(tokio::spawn(supervise(
+                &board,
+                "kafka forwarder",
+                Role::Ready,
+                stop_forwarder.clone(),
+                forwarder_runs(
+                    first,
+                    self.outbox.clone(),
+                    kafka.clone(),
+                    stop_forwarder.clone(),
+                ),
+            ))),
+            (_, kafka) => {
+                if kafka.is_none() {
+                    let (outbox, hours, stop) = (
                         self.outbox.clone(),
                         self.config.outbox.retention_hours,
                         shutdown.clone(),
+                    );
+                    background.spawn(supervise(
+                        &board,
+                        "outbox retention",
+                        Role::Background,
+                        shutdown.clone(),
+                        move || {
+                            infallible(loops::retention_loop(outbox.clone(), hours, stop.clone()))
+                        },
                     ));
                 }
                 None
             }
         };
-        let watchdog = tokio::spawn(ops::systemd::watchdog());
+        let alive = board.clone();
+        let watchdog = tokio::spawn(ops::systemd::watchdog(move || alive.critical_running()));
         ops::systemd::ready();
         loop {
             tokio::select! {
@@ -625,8 +765,9 @@ impl Daemon {
             }
         }
         ops::systemd::stopping();
-        info!("Shutting down: no new calls.");
-        while tasks.join_next().await.is_some() {}
+        self.edge.stop_taking_calls();
+        info!("Shutting down: new calls get 503; calls in progress finish.");
+        while background.join_next().await.is_some() {}
         let unfinished = self.edge.drain(Duration::from_secs(15)).await;
         if unfinished > 0 {
             warn!(
@@ -634,6 +775,8 @@ impl Daemon {
                 "Calls still in their announcement at shutdown were not finished."
             );
         }
+        stop_transports.cancel();
+        while transports.join_next().await.is_some() {}
         watchdog.abort();
         if let Err(err) = self.outbox.flush().await {
             warn!(error = %err, "Final outbox sync failed.");
@@ -646,22 +789,47 @@ impl Daemon {
             Err(_) => warn!("Evidence writer did not stop within 10 s."),
         }
         stop_forwarder.cancel();
-        if let Some(forwarder) = forwarder {
-            match forwarder.await {
-                Ok(Ok(report)) => info!(
-                    acked = report.acked,
-                    backlog = report.backlog,
-                    flushed = report.flushed,
-                    "Kafka forwarder stopped."
-                ),
-                Ok(Err(err)) => warn!(error = %err, "Kafka forwarder failed."),
-                Err(_) => warn!("Kafka forwarder task failed."),
-            }
+        if let Some(forwarder) = forwarder
+            && forwarder.await.is_err()
+        {
+            warn!("Kafka forwarder task failed.");
         }
         if let Err(err) = self.correlator.persist() {
             warn!(error = %err, "Correlation index not saved.");
         }
         info!("Stopped.");
+    }
+}
+
+/// The forwarder's runs for `supervise`: the one built at open first, then a new one (same
+/// counters, same committed position) after each failure.
+fn forwarder_runs(
+    first: Forwarder,
+    outbox: Outbox,
+    kafka: crate::sink::Kafka,
+    stop: CancellationToken,
+) -> impl FnMut() -> futures::future::BoxFuture<'static, Result<(), TaskError>> + Send + 'static {
+    let stats = first.stats();
+    let mut first = Some(first);
+    move || {
+        let forwarder = first.take().map_or_else(
+            || {
+                Forwarder::with_stats(outbox.clone(), &kafka, stats.clone())
+                    .map(|f| f.also_retain_for(evidence::READER))
+            },
+            Ok,
+        );
+        let stop = stop.clone();
+        Box::pin(async move {
+            let report = forwarder?.run(stop).await?;
+            info!(
+                acked = report.acked,
+                backlog = report.backlog,
+                flushed = report.flushed,
+                "Kafka forwarder stopped."
+            );
+            Ok(())
+        })
     }
 }
 
@@ -728,136 +896,6 @@ async fn bind_all(config: &Config) -> Result<(Vec<Arc<UdpSocket>>, Vec<TcpListen
         }
     }
     Ok((udp, tcp))
-}
-
-async fn timer_loop(edge: Arc<Edge>, shutdown: CancellationToken) {
-    // Timer G's smallest step is T1 (500 ms); a 10 ms tick keeps retransmissions within 2% of it.
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            now = tick.tick() => { edge.tick(now).await; }
-        }
-    }
-}
-
-/// Saves the correlation index every minute, so a crash loses at most a minute of joins.
-async fn persist_loop(correlator: Arc<Correlator>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let c = correlator.clone();
-                if let Ok(Err(err)) = tokio::task::spawn_blocking(move || c.persist()).await {
-                    warn!(error = %err, "Correlation index not saved.");
-                }
-            }
-        }
-    }
-}
-
-/// Shreds pseudonym keys beyond `keep`, at start-up and hourly; a failure is logged and counted.
-fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
-    match keyring.prune(keep) {
-        Ok(shredded) if !shredded.is_empty() => {
-            info!(
-                shredded = shredded.len(),
-                "Expired pseudonym keys shredded."
-            );
-        }
-        Ok(_) => {}
-        Err(err) => {
-            metrics.key_failures.inc();
-            warn!(error = %err, "Expired pseudonym keys could not be shredded.");
-        }
-    }
-}
-
-/// What the hourly storage-limitation round touches.
-#[derive(Clone)]
-struct Housekeeping {
-    metrics: Metrics,
-    recorder: Arc<Recorder>,
-    ingestor: Arc<Ingestor>,
-    keep_keys: usize,
-    quarantine_days: u64,
-    evidence: evidence::Layout,
-    evidence_days: u32,
-}
-
-impl Housekeeping {
-    fn new(daemon: &Daemon) -> Self {
-        let c = &daemon.config;
-        Self {
-            metrics: daemon.edge.metrics().clone(),
-            recorder: daemon.recorder.clone(),
-            ingestor: daemon.ingestor.clone(),
-            keep_keys: c.privacy.keep_keys,
-            quarantine_days: c.cdr.quarantine_days,
-            evidence: evidence::Layout::new(&c.data_dir),
-            evidence_days: c.privacy.evidence_retention_days,
-        }
-    }
-
-    /// One round; blocking (directory listings, small files, fsyncs).
-    fn round(&self) {
-        prune_keys(self.recorder.keyring(), self.keep_keys, &self.metrics);
-        // Raw files first: a kept spool file goes only while its checkpoint lasts.
-        self.ingestor.purge_raw();
-        self.ingestor.purge(self.quarantine_days);
-        let now = chrono::Utc::now();
-        let purged = self.recorder.suppression().map(|list| list.purge(now));
-        if let Some(Err(err)) = purged {
-            warn!(error = %err, "Expired suppression entries could not be purged.");
-        }
-        let keep_from = now.date_naive() - chrono::Days::new(u64::from(self.evidence_days));
-        if let Err(err) = self.evidence.purge(keep_from) {
-            warn!(error = %err, "Expired disclosure evidence could not be deleted.");
-        }
-    }
-}
-
-/// Storage limitation on a schedule: pseudonym keys beyond `keep_keys` are shredded; raw CDR
-/// files, CDR quarantine rows, suppression entries and evidence days past their retention
-/// purged; at start and hourly (cheap: a directory listing or a small file each).
-async fn housekeeping_loop(housekeeping: Housekeeping, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let round = housekeeping.clone();
-                let _ = tokio::task::spawn_blocking(move || round.round()).await;
-            }
-        }
-    }
-}
-
-/// Outbox-only mode: segments last written more than `hours` ago go, once the evidence writer
-/// has read them.
-async fn retention_loop(outbox: Outbox, hours: u64, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                let outbox = outbox.clone();
-                let retention = outbox::Retention {
-                    min_age: Duration::from_secs(hours * 3600),
-                    require_readers: &[evidence::READER],
-                };
-                match tokio::task::spawn_blocking(move || outbox.apply_retention(&retention)).await {
-                    Ok(Ok(freed)) if freed > 0 => info!(freed_bytes = freed, "Outbox retention applied."),
-                    Ok(Ok(_)) => {}
-                    Ok(Err(err)) => warn!(error = %err, "Outbox retention failed."),
-                    Err(_) => warn!("Outbox retention task failed."),
-                }
-            }
-        }
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

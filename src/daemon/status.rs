@@ -2,28 +2,35 @@
 //! at the moment of the request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 
+use super::ready::Ready;
+use super::supervise::Board;
 use crate::call::Recorder;
 use crate::cdr::Feed;
 use crate::ops::control::{Handler, SubjectNumber, SubjectReceipt, SubjectRequest};
+use crate::ops::http::Readiness;
 use crate::ops::metrics::StreamLabel;
 use crate::ops::status::{
-    Calls, FeedStatus, ForwarderState, ForwarderStatus, Listener, OutboxStatus, Status,
+    Calls, FeedStatus, ForwarderState, ForwarderStatus, Listener, OutboxStatus, Status, TaskStatus,
 };
 use crate::outbox::Outbox;
 use crate::sink::Stats;
 use crate::sip::edge::Edge;
+
+/// The forwarder's task name on the board.
+const FORWARDER: &str = "kafka forwarder";
 
 pub(super) struct Source {
     pub started: std::time::Instant,
     pub edge: Arc<Edge>,
     pub outbox: Outbox,
     pub recorder: Arc<Recorder>,
-    /// The forwarder's counters and whether its task runs; `None` without `[kafka]`.
-    pub forwarder: Option<(Arc<Stats>, Arc<AtomicBool>)>,
+    /// The forwarder's counters; `None` without `[kafka]`.
+    pub forwarder: Option<Arc<Stats>>,
+    pub board: Arc<Board>,
+    pub ready: Arc<Ready>,
     pub listeners: Vec<Listener>,
     pub feeds: Vec<Feed>,
     pub subjects: Arc<super::subject::Subjects>,
@@ -52,16 +59,15 @@ impl Handler for Source {
                 0,
                 0,
             ),
-            Some((stats, running)) => {
-                let backlog = stats.backlog();
-                let lag = match stats.last_ack_unix() {
-                    _ if backlog == 0 => 0,
-                    Some(at) => u64::try_from(chrono::Utc::now().timestamp() - at).unwrap_or(0),
-                    None => self.started.elapsed().as_secs(),
-                };
+            Some(stats) => {
+                let running = self
+                    .board
+                    .tasks()
+                    .iter()
+                    .any(|t| t.name == FORWARDER && t.running());
                 (
                     ForwarderStatus {
-                        state: if running.load(Ordering::Relaxed) {
+                        state: if running {
                             ForwarderState::Running
                         } else {
                             ForwarderState::Stopped
@@ -70,8 +76,8 @@ impl Handler for Source {
                         delivery_errors: stats.delivery_errors(),
                         resends: stats.resends(),
                     },
-                    backlog,
-                    lag,
+                    stats.backlog(),
+                    stats.lag_seconds(self.started),
                 )
             }
         };
@@ -105,6 +111,17 @@ impl Handler for Source {
                 })
                 .collect(),
             key_id: self.recorder.keyring().key_id(chrono::Utc::now()),
+            not_ready: self.ready.not_ready(),
+            tasks: self
+                .board
+                .tasks()
+                .iter()
+                .map(|t| TaskStatus {
+                    name: t.name.to_owned(),
+                    running: t.running(),
+                    failures: t.failures(),
+                })
+                .collect(),
         }
     }
 }

@@ -154,7 +154,7 @@ impl Control {
     }
 
     /// Answers requests until `shutdown`, then removes the socket file.
-    pub async fn serve(self, handler: Arc<dyn Handler>, shutdown: CancellationToken) {
+    pub async fn serve(self: Arc<Self>, handler: Arc<dyn Handler>, shutdown: CancellationToken) {
         loop {
             let stream = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -292,6 +292,8 @@ mod tests {
                 },
                 feeds: vec![],
                 key_id: "2026-12".into(),
+                not_ready: vec![],
+                tasks: vec![],
             }
         }
     }
@@ -304,7 +306,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let stop = CancellationToken::new();
-        let server = tokio::spawn(control.serve(Arc::new(Fixed), stop.clone()));
+        let server = tokio::spawn(Arc::new(control).serve(Arc::new(Fixed), stop.clone()));
         let p = path.clone();
         let answer = tokio::task::spawn_blocking(move || request(&p, &Request::Status))
             .await

@@ -17,6 +17,20 @@ pub struct Status {
     pub feeds: Vec<FeedStatus>,
     /// The pseudonym key epoch events are written under now.
     pub key_id: String,
+    /// Why `GET /ready` fails now (fixed words); empty when ready.
+    #[serde(default)]
+    pub not_ready: Vec<String>,
+    /// Every supervised task.
+    #[serde(default)]
+    pub tasks: Vec<TaskStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub name: String,
+    pub running: bool,
+    /// Errors, panics and early exits since start; each was followed by a restart.
+    pub failures: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +141,25 @@ impl fmt::Display for Status {
                 writeln!(f, "  {} ({}) {}", feed.name, feed.format, feed.spool_dir)?;
             }
         }
-        writeln!(f, "key:       {}", self.key_id)
+        writeln!(f, "key:       {}", self.key_id)?;
+        if self.not_ready.is_empty() {
+            writeln!(f, "ready:     yes")?;
+        } else {
+            writeln!(f, "ready:     NO: {}", self.not_ready.join("; "))?;
+        }
+        let troubled: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|t| !t.running || t.failures > 0)
+            .map(|t| {
+                let state = if t.running { "running" } else { "DOWN" };
+                format!("{} ({state}, {} failures)", t.name, t.failures)
+            })
+            .collect();
+        if troubled.is_empty() {
+            writeln!(f, "tasks:     {} running", self.tasks.len())
+        } else {
+            writeln!(f, "tasks:     {}", troubled.join(", "))
+        }
     }
 }

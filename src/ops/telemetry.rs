@@ -43,6 +43,20 @@ pub fn init(log: &Log) {
         }
     };
     let _ = RELOAD.set(reload);
+    log_panics_without_payload();
+}
+
+/// A panic is logged as one line with where it happened, never its message: a message built
+/// from a value (`unwrap` on an error, an index) may quote caller data, and the default hook
+/// would print it to stderr, i.e. the journal. The supervisor restarts the task.
+fn log_panics_without_payload() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "Panic (message withheld: it may hold call data).");
+    }));
 }
 
 /// Applies a reloaded `[log] level` (SIGHUP). `RUST_LOG`, when set, keeps winning, as at start.

@@ -98,7 +98,16 @@ enum Wake {
 impl Forwarder {
     /// Checks the config and builds the producer (no network traffic yet).
     pub fn new(outbox: Outbox, kafka: &Kafka) -> Result<Forwarder, SinkError> {
-        let stats = Arc::new(Stats::default());
+        Self::with_stats(outbox, kafka, Arc::new(Stats::default()))
+    }
+
+    /// Like `new`, counting into `stats`: a forwarder started again after a failure keeps the
+    /// counters (and their registration) of the one before.
+    pub fn with_stats(
+        outbox: Outbox,
+        kafka: &Kafka,
+        stats: Arc<Stats>,
+    ) -> Result<Forwarder, SinkError> {
         let producer = producer::build(kafka, &stats)?;
         Ok(Forwarder {
             outbox,

@@ -151,6 +151,18 @@ impl Stats {
         Some(self.last_ack.get()).filter(|&t| t > 0)
     }
 
+    /// Seconds since Kafka last acknowledged an event while some wait (since `started` if none
+    /// was acknowledged yet); 0 while nothing waits.
+    pub fn lag_seconds(&self, started: std::time::Instant) -> u64 {
+        if self.backlog() == 0 {
+            return 0;
+        }
+        match self.last_ack_unix() {
+            Some(at) => u64::try_from(chrono::Utc::now().timestamp() - at).unwrap_or(0),
+            None => started.elapsed().as_secs(),
+        }
+    }
+
     pub(super) fn count_published(&self, resend: bool) {
         self.published.inc();
         if resend {

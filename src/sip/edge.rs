@@ -196,6 +196,8 @@ pub struct Edge {
     dialer: std::sync::OnceLock<Arc<dyn Dial>>,
     /// Connections opened for §18.2.2, by destination.
     redials: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    /// Shutdown has begun: new calls get 503 while calls in progress finish.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -249,6 +251,7 @@ impl Edge {
             write_failed: Occurrence::new(Duration::from_secs(10)),
             dialer: std::sync::OnceLock::new(),
             redials: Mutex::new(HashMap::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -276,11 +279,27 @@ impl Edge {
         lock(&self.table).len()
     }
 
+    /// Shutdown: from now on a new INVITE for a tracking number gets 503 with Retry-After (the
+    /// carrier tries its next route), while everything else is still answered.
+    pub fn stop_taking_calls(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Waits (at most `limit`) for call flows in progress, e.g. announcements, to send their
-    /// final responses and write their events. Returns how many were still running.
+    /// final responses and write their events, then (within the same bound) for those finals'
+    /// ACKs, so the transports must still run. Returns how many flows were still running.
     pub async fn drain(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
         self.flows.close();
-        let _ = tokio::time::timeout(limit, self.flows.wait()).await;
+        let _ = tokio::time::timeout_at(deadline, self.flows.wait()).await;
+        while lock(&self.table).awaiting_ack() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.flows.len()
     }
 
@@ -485,6 +504,12 @@ impl Edge {
                 if invite {
                     self.metrics.final_after(status, arrived.elapsed());
                 }
+            }
+            Decision::Redirect(_) if self.is_draining() => {
+                let headers = [("Retry-After", "30".to_owned())];
+                let bytes = self.build(&reply, arrival, 503, &to_tag, &headers, None);
+                self.respond(&key, 503, bytes).await;
+                self.metrics.final_after(503, arrived.elapsed());
             }
             Decision::Redirect(route) => {
                 // The flow may play an announcement for a minute: it runs as its own task so

@@ -34,7 +34,7 @@ pub struct TcpOptions {
 
 /// Accepts connections on `listener`; with `tls`, each one is a TLS connection.
 pub async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     edge: Arc<Edge>,
     acl: Arc<Acl>,
     options: Arc<TcpOptions>,

@@ -297,6 +297,17 @@ impl<A: Clone> Transactions<A> {
         self.txs.is_empty()
     }
 
+    /// INVITE transactions whose final response still waits for its ACK (Timer G resends it
+    /// meanwhile); shutdown lets them finish. Walks the table: not for the per-message path.
+    pub fn awaiting_ack(&self) -> usize {
+        self.txs
+            .iter()
+            .filter(|(k, tx)| {
+                matches!(k.class, MethodClass::Invite) && tx.state == State::Completed
+            })
+            .count()
+    }
+
     pub fn stats(&self) -> Stats {
         self.stats
     }

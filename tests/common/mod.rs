@@ -303,6 +303,19 @@ impl Daemon {
         None
     }
 
+    /// Waits (bounded) for the daemon to exit by itself; its exit code, `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Sends a signal (e.g. "HUP") to the daemon.
     pub fn signal(&self, name: &str) {
         if let Some(child) = &self.child {

@@ -235,6 +235,16 @@ impl Msg {
 /// protocol is slow) until `want` messages arrived or `timeout` passed; returns what it got,
 /// in arrival order (which is offset order within each partition).
 pub fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Msg> {
+    consume_until(bootstrap, topic, timeout, |got| got.len() >= want)
+}
+
+/// Like `consume`, until `done(messages so far)` or `timeout`.
+pub fn consume_until(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[Msg]) -> bool,
+) -> Vec<Msg> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -274,7 +284,7 @@ pub fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> 
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
     let mut errors = 0u32;
-    while out.len() < want && Instant::now() < deadline {
+    while !done(&out) && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(Msg {
                 key: m.key().map(<[u8]>::to_vec),

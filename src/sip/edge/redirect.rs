@@ -577,7 +577,7 @@ impl Edge {
 
     /// Whether the outbox can still take this call's events. Asked before the announcement: a
     /// call that cannot be recorded gets its 503 at once, not after the caller heard the notice.
-    fn outbox_has_room(&self) -> bool {
+    pub(crate) fn outbox_has_room(&self) -> bool {
         /// More than one call's events (three lines of about 600 bytes).
         const RESERVE: u64 = 4096;
         self.outbox
