@@ -238,3 +238,41 @@ fn a_shutdown_finishes_calls_in_progress_with_cancel_and_ack_still_answered() {
         "the refused call left none"
     );
 }
+
+#[test]
+fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&socket_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = base_config(&dir.path().join("var"));
+    // 400 ms: a ping every 200 ms.
+    let mut daemon = Daemon::start_notifying(dir, &config, &socket_path, Some(400_000));
+    let mut heard = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = [0u8; 256];
+    while Instant::now() < deadline {
+        if let Ok(n) = notify.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned());
+        }
+    }
+    assert_eq!(
+        heard.first().map(String::as_str),
+        Some("READY=1"),
+        "{heard:?}"
+    );
+    let pings = heard.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(
+        (8..=20).contains(&pings),
+        "about one ping per 200 ms for 3 s: {heard:?}"
+    );
+    daemon.stop();
+    let mut last = Vec::new();
+    while let Ok(n) = notify.recv(&mut buf) {
+        last.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned());
+    }
+    assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
+}

@@ -140,11 +140,36 @@ impl Daemon {
     }
 
     pub fn start_with(dir: tempfile::TempDir, config: &str) -> Self {
+        Self::start_command(dir, config, Command::new(env!("CARGO_BIN_EXE_calltrackd")))
+    }
+
+    /// Like `start_with`, as systemd starts a `Type=notify` unit: `NOTIFY_SOCKET`, and with
+    /// `watchdog_usec` also `WATCHDOG_USEC` and `WATCHDOG_PID` (the daemon's own pid: a shell
+    /// sets it, then execs the daemon).
+    pub fn start_notifying(
+        dir: tempfile::TempDir,
+        config: &str,
+        notify_socket: &Path,
+        watchdog_usec: Option<u64>,
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_calltrackd"))
+            .env("NOTIFY_SOCKET", notify_socket);
+        match watchdog_usec {
+            Some(usec) => command.env("WATCHDOG_USEC", usec.to_string()),
+            None => command.env_remove("WATCHDOG_USEC"),
+        };
+        Self::start_command(dir, config, command)
+    }
+
+    fn start_command(dir: tempfile::TempDir, config: &str, mut command: Command) -> Self {
         let config_path = dir.path().join("calltrackd.toml");
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("daemon.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+        let child = command
             .args(["run", "--config"])
             .arg(&config_path)
             .env_remove("RUST_LOG")
