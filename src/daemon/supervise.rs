@@ -184,27 +184,31 @@ where
             let stopping = stop.is_cancelled();
             let kind = match outcome {
                 Ok(Ok(())) if stopping => return,
-                Ok(Ok(())) => {
-                    warn!(
-                        task = name,
-                        "Task returned while it should run; restarting it."
-                    );
-                    "exit"
-                }
+                Err(join) if !join.is_panic() => return,
+                Ok(Ok(())) => "exit",
                 Ok(Err(err)) => {
-                    error!(task = name, error = %err, "Task failed; restarting it.");
+                    if stopping {
+                        error!(task = name, error = %err, "Task failed while stopping.");
+                    } else {
+                        error!(task = name, error = %err, "Task failed; restarting it.");
+                    }
                     "error"
                 }
-                Err(join) if join.is_panic() => {
+                Err(_) => {
                     error!(task = name, "Task panicked; restarting it.");
                     "panic"
                 }
-                Err(_) => return,
             };
             board.set_running(&state, false);
             board.failed(&state, kind);
             if stopping {
                 return;
+            }
+            if kind == "exit" {
+                warn!(
+                    task = name,
+                    "Task returned while it should run; restarting it."
+                );
             }
             if started.elapsed() >= STABLE {
                 backoff = BACKOFF_MIN;
