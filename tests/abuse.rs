@@ -225,3 +225,56 @@ fn a_friendly_scanner_options_gets_no_answer_and_is_counted() {
         "no header text in the log"
     );
 }
+
+#[test]
+fn stream_connections_and_messages_draw_from_the_same_trusted_bucket() {
+    use std::io::{Read, Write};
+    let daemon = start(
+        BASE_ACL,
+        "",
+        "[sip.limits]\ntrusted_per_second = 0.1\ntrusted_burst = 4\n",
+    );
+    let tcp: SocketAddr = daemon
+        .listening("tcp")
+        .and_then(|a| a.split(',').next().map(str::to_owned))
+        .and_then(|a| a.trim_matches('"').parse().ok())
+        .expect("a TCP listener");
+    // Each connection takes a token at accept and each message one more.
+    let ask = |branch: &str| -> Vec<u8> {
+        let mut stream = std::net::TcpStream::connect(tcp).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let local = stream.local_addr().unwrap();
+        let msg = format!(
+            "OPTIONS sip:{QUIET_NUMBER}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-{branch}\r\n\
+             From: <sip:probe@127.0.0.1>;tag=t{branch}\r\nTo: <sip:{QUIET_NUMBER}@127.0.0.1>\r\nCall-ID: tcp-{branch}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        // A refused connection may already be closed: the write may fail, the read sees EOF.
+        let _ = stream.write_all(msg.as_bytes());
+        let mut buf = vec![0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(n) => buf[..n].to_vec(),
+            Err(_) => Vec::new(),
+        }
+    };
+    for branch in ["a", "b"] {
+        let answer = ask(branch);
+        assert!(
+            answer.starts_with(b"SIP/2.0 200 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert!(
+        ask("c").is_empty(),
+        "the third connection is over the burst"
+    );
+    assert!(
+        metric(
+            &daemon,
+            "calltrackd_sip_rate_limited_total{source=\"trusted\"}"
+        ) >= 1.0
+    );
+}
