@@ -223,6 +223,31 @@ caller = "drop"
         assert_eq!(problems[0].line, Some(11));
     }
 
+    #[test]
+    fn abuse_limits_default_and_a_bad_rate_names_its_key_and_line() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.sip.limits.untrusted_burst, 16.0);
+        assert!(config.media.allowed_networks.is_none());
+        let text = format!("{MINIMAL}\n[sip.limits]\ntrusted_per_second = 0\n");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "sip.limits.trusted_per_second");
+        assert_eq!(problems[0].line, Some(text.lines().count()));
+    }
+
+    #[test]
+    fn media_networks_default_to_the_acl_and_may_be_set() {
+        let text = format!("{MINIMAL}\n[sip.acl]\nallow = [\"192.0.2.0/28\"]\n");
+        let config = parse(&text).unwrap();
+        let nets = config.media.allowed_networks(&config.sip.acl);
+        assert_eq!(nets, ["192.0.2.0/28".parse::<ipnet::IpNet>().unwrap()]);
+        let text = format!("{text}[media]\nallowed_networks = [\"198.51.100.0/24\"]\n");
+        let config = parse(&text).unwrap();
+        let nets = config.media.allowed_networks(&config.sip.acl);
+        assert_eq!(nets, ["198.51.100.0/24".parse::<ipnet::IpNet>().unwrap()]);
+    }
+
     const FEED: &str = "\n[[cdr.feeds]]\nname = \"carrier-a\"\nspool_dir = \"/srv/spool\"\nglob = \"*.csv\"\nformat = \"sipcarrier-csv\"\n";
 
     fn warnings_of(text: &str) -> Vec<Problem> {

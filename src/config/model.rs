@@ -98,6 +98,13 @@ pub struct Sip {
     /// Upper bound on live server transactions; past it new requests get 503.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
+    /// Upper bound on the bytes of responses the transaction table keeps for retransmission;
+    /// past it new INVITEs get 503 (Retry-After).
+    #[serde(default = "default_max_transaction_bytes")]
+    pub max_transaction_bytes: usize,
+    /// Per-source rate limits before parsing, and the scanner User-Agents dropped unanswered.
+    #[serde(default)]
+    pub limits: crate::sip::limit::Settings,
     /// Upper bound on open TCP connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -129,6 +136,8 @@ impl Default for Sip {
             acl: Acl::default(),
             timers: Timers::default(),
             max_transactions: default_max_transactions(),
+            max_transaction_bytes: default_max_transaction_bytes(),
+            limits: crate::sip::limit::Settings::default(),
             max_connections: default_max_connections(),
             tcp_idle_seconds: default_tcp_idle_seconds(),
             server_header: default_server_header(),
@@ -150,6 +159,9 @@ fn default_max_message_bytes() -> usize {
 }
 fn default_max_transactions() -> usize {
     200_000
+}
+fn default_max_transaction_bytes() -> usize {
+    32 * 1024 * 1024
 }
 fn default_max_connections() -> usize {
     1024
@@ -318,6 +330,23 @@ pub struct Media {
     /// is still on its way cannot reach the next call on the same port (milliseconds).
     #[serde(default = "default_port_linger_ms")]
     pub port_linger_ms: u64,
+    /// CIDRs our RTP may go to. An SDP naming an address outside them gets no announcement
+    /// (the call goes on as one without SDP). Unset: the networks of `[sip.acl] allow`.
+    #[serde(default)]
+    pub allowed_networks: Option<Vec<ipnet::IpNet>>,
+    /// Announcements playing to one media address at once; past it a call goes on as one
+    /// without SDP.
+    #[serde(default = "default_max_streams_per_destination")]
+    pub max_streams_per_destination: usize,
+}
+
+impl Media {
+    /// The networks RTP may go to, with the default applied.
+    pub fn allowed_networks(&self, acl: &Acl) -> Vec<ipnet::IpNet> {
+        self.allowed_networks
+            .clone()
+            .unwrap_or_else(|| acl.allow.clone())
+    }
 }
 
 impl Default for Media {
@@ -328,8 +357,15 @@ impl Default for Media {
             port_max: default_port_max(),
             refresh_seconds: default_refresh_seconds(),
             port_linger_ms: default_port_linger_ms(),
+            allowed_networks: None,
+            max_streams_per_destination: default_max_streams_per_destination(),
         }
     }
+}
+// A carrier's media gateway may carry every announced call; 2,000 G.711 streams are about
+// 190 Mbit/s, the most one address can be made to receive from us.
+fn default_max_streams_per_destination() -> usize {
+    2000
 }
 fn default_port_linger_ms() -> u64 {
     2000

@@ -40,6 +40,19 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    for (key, message) in config.sip.limits.validate() {
+        problem(format!("sip.limits.{key}"), &message);
+    }
+    if config.sip.max_transaction_bytes < 64 * 1024 {
+        problem("sip.max_transaction_bytes".into(), "must be at least 65536");
+    }
+    if config.media.max_streams_per_destination == 0 {
+        problem(
+            "media.max_streams_per_destination".into(),
+            "must be at least 1",
+        );
+    }
+
     if let Some(tls) = &config.sip.tls {
         for (key, message) in tls.validate() {
             problem(format!("sip.tls.{key}"), &message);

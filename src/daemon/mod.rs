@@ -354,9 +354,11 @@ impl Daemon {
             advertise_host: config.sip.advertise_host.clone(),
             reliable_provisional: config.sip.reliable_provisional,
             t1: timers.t1,
+            limits: config.sip.limits.clone(),
         };
         let edge = Arc::new(Edge::new(
-            Transactions::new(timers, config.sip.max_transactions),
+            Transactions::new(timers, config.sip.max_transactions)
+                .with_byte_budget(config.sip.max_transaction_bytes),
             routing,
             recorder.clone(),
             outbox.clone(),
@@ -368,6 +370,10 @@ impl Daemon {
                     .map_err(|e| StartError::Media(e.to_string()))?,
                 refresh: Duration::from_secs(config.media.refresh_seconds),
                 linger: Duration::from_millis(config.media.port_linger_ms),
+                destinations: Arc::new(crate::media::destinations::Destinations::new(
+                    config.media.allowed_networks(&config.sip.acl),
+                    config.media.max_streams_per_destination,
+                )),
             },
         ));
         let (udp, tcp) = bind_all(&config).await?;
@@ -486,6 +492,8 @@ impl Daemon {
         // Calls in flight keep their media address; packets from now on meet the new ACL.
         self.acl.replace(config.sip.acl.allow.clone());
         self.edge.set_media_address(config.media.address);
+        self.edge
+            .set_media_networks(config.media.allowed_networks(&config.sip.acl));
         if !crate::ops::telemetry::set_level(&config.log.level) {
             info!("Log level not reloaded (RUST_LOG is set, or the level does not parse).");
         }

@@ -2,6 +2,7 @@
 //! DTMF detection, the RTP port pool and the async player that ties them together.
 
 pub mod announcements;
+pub mod destinations;
 pub mod dtmf;
 pub mod g711;
 pub mod player;

@@ -128,6 +128,54 @@ impl EncodeLabelValue for StreamLabel {
     }
 }
 
+/// Which rate-limit budget a refused message drew from (`sip::limit::Class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceLabel {
+    Trusted,
+    Untrusted,
+}
+
+impl EncodeLabelValue for SourceLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(
+            encoder,
+            match self {
+                Self::Trusted => "trusted",
+                Self::Untrusted => "untrusted",
+            },
+        )
+    }
+}
+
+/// Why no announcement was sent to an SDP's address (`media::destinations::Refused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaRefusalLabel {
+    OutsideNetworks,
+    StreamCap,
+}
+
+impl EncodeLabelValue for MediaRefusalLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(
+            encoder,
+            match self {
+                Self::OutsideNetworks => "outside_networks",
+                Self::StreamCap => "stream_cap",
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: SourceLabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MediaRefusalLabels {
+    pub reason: MediaRefusalLabel,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct MethodLabels {
     pub method: MethodLabel,
@@ -161,6 +209,14 @@ pub struct Metrics {
     pub sip_acl_denied: Counter,
     pub sip_oversize: Counter,
     pub sip_overloaded: Counter,
+    /// New INVITEs refused 503 because the transaction table's responses were over budget.
+    pub sip_transaction_budget_refusals: Counter,
+    /// Messages and connections dropped by the per-source rate limit, before parsing.
+    pub sip_rate_limited: Family<SourceLabels, Counter>,
+    /// Messages from known scanner User-Agents, dropped unanswered.
+    pub sip_scanners_dropped: Counter,
+    /// Announcements not sent because the SDP's address was refused.
+    pub rtp_destinations_refused: Family<MediaRefusalLabels, Counter>,
     pub sip_write_queue_full: Counter,
     /// RFC 5626 CRLF pongs sent for double-CRLF pings on stream connections.
     pub sip_keepalive_pongs: Counter,
@@ -273,6 +329,26 @@ impl Metrics {
             "sip_overloaded",
             "Requests refused with 503 because the transaction table was full",
             m.sip_overloaded.clone(),
+        );
+        r.register(
+            "sip_transaction_budget_refusals",
+            "New INVITEs refused with 503 because the transaction table's retained responses were over sip.max_transaction_bytes",
+            m.sip_transaction_budget_refusals.clone(),
+        );
+        r.register(
+            "sip_rate_limited",
+            "Datagrams, stream messages and connections dropped by the per-source rate limit, by source class",
+            m.sip_rate_limited.clone(),
+        );
+        r.register(
+            "sip_scanners_dropped",
+            "Messages from known SIP scanner User-Agents, dropped unanswered",
+            m.sip_scanners_dropped.clone(),
+        );
+        r.register(
+            "rtp_destinations_refused",
+            "Announcements not sent to an SDP's address: outside media.allowed_networks, or that address at its stream cap",
+            m.rtp_destinations_refused.clone(),
         );
         r.register(
             "sip_write_queue_full",
@@ -395,7 +471,28 @@ impl Metrics {
         for transport in [StreamLabel::Tcp, StreamLabel::Tls] {
             let _ = m.connections(transport);
         }
+        for source in [SourceLabel::Trusted, SourceLabel::Untrusted] {
+            let _ = m.rate_limited(source);
+        }
+        for reason in [
+            MediaRefusalLabel::OutsideNetworks,
+            MediaRefusalLabel::StreamCap,
+        ] {
+            let _ = m.media_refused(reason);
+        }
         m
+    }
+
+    pub fn rate_limited(&self, source: SourceLabel) -> Counter {
+        self.sip_rate_limited
+            .get_or_create(&SourceLabels { source })
+            .clone()
+    }
+
+    pub fn media_refused(&self, reason: MediaRefusalLabel) -> Counter {
+        self.rtp_destinations_refused
+            .get_or_create(&MediaRefusalLabels { reason })
+            .clone()
     }
 
     pub fn request(&self, method: MethodLabel) {

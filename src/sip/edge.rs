@@ -18,9 +18,11 @@ use tracing::{debug, warn};
 
 use crate::call::{CallerInput, Recorder};
 use crate::media::PortPool;
-use crate::ops::metrics::{MethodLabel, StreamLabel, raise_to};
+use crate::ops::metrics::{MediaRefusalLabel, MethodLabel, SourceLabel, StreamLabel, raise_to};
 use crate::ops::{Metrics, Occurrence};
 use crate::outbox::Outbox;
+use crate::sip::limit::{self, Class, Limiter};
+use crate::sip::scanner::Scanners;
 use crate::sip::transaction::{Claim, Key, MethodClass, Received, Transactions};
 use crate::sip::uas::{self, Decision, Routing};
 use crate::sip::{
@@ -151,6 +153,8 @@ pub struct EdgeSettings {
     pub reliable_provisional: ReliableProvisional,
     /// RFC 3261 T1, also the first retransmission interval of reliable provisionals.
     pub t1: Duration,
+    /// Per-source rate limits and scanner User-Agents (`[sip.limits]`).
+    pub limits: limit::Settings,
 }
 
 mod redirect;
@@ -173,6 +177,8 @@ pub struct MediaSettings {
     pub refresh: Duration,
     /// How long a port and its socket stay held after playback (`Edge::linger`).
     pub linger: Duration,
+    /// Where RTP may go, and how many streams to one address (no reflection).
+    pub destinations: Arc<crate::media::destinations::Destinations>,
 }
 
 pub struct Edge {
@@ -193,6 +199,12 @@ pub struct Edge {
     outbox_error: Occurrence,
     acl_denied: Occurrence,
     write_failed: Occurrence,
+    limiter: Mutex<Limiter>,
+    scanners: Scanners,
+    rate_limited: Occurrence,
+    scanner_dropped: Occurrence,
+    /// `sip_rate_limited` by class, taken once: a flood is counted without a family lookup.
+    limited: [prometheus_client::metrics::counter::Counter; 2],
     dialer: std::sync::OnceLock<Arc<dyn Dial>>,
     /// Connections opened for §18.2.2, by destination.
     redials: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
@@ -234,7 +246,16 @@ impl Edge {
         settings: EdgeSettings,
         media: MediaSettings,
     ) -> Self {
+        let limited = [
+            metrics.rate_limited(SourceLabel::Trusted),
+            metrics.rate_limited(SourceLabel::Untrusted),
+        ];
         Self {
+            limiter: Mutex::new(Limiter::new(&settings.limits)),
+            scanners: Scanners::new(&settings.limits.scanner_user_agents),
+            rate_limited: Occurrence::new(Duration::from_secs(10)),
+            scanner_dropped: Occurrence::new(Duration::from_secs(60)),
+            limited,
             table: Mutex::new(table),
             pending: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
@@ -253,6 +274,52 @@ impl Edge {
             redials: Mutex::new(HashMap::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Takes reloaded `[media] allowed_networks` (or ACL networks) for calls that start from now.
+    pub fn set_media_networks(&self, networks: Vec<ipnet::IpNet>) {
+        self.media.destinations.replace(networks);
+    }
+
+    /// The per-source rate limit, before any parsing: whether a message or connection from
+    /// `source` (inside the trunk ACL when `trusted`) may go on. A refusal is counted.
+    pub fn admit(&self, source: std::net::IpAddr, trusted: bool) -> bool {
+        let class = if trusted {
+            Class::Trusted
+        } else {
+            Class::Untrusted
+        };
+        let admitted = lock(&self.limiter).admit(class, source, Instant::now());
+        if let Err(why) = admitted {
+            let counter = &self.limited[usize::from(!trusted)];
+            if let Some(suppressed) = self.rate_limited.record(counter) {
+                debug!(
+                    suppressed,
+                    trusted,
+                    reason = match why {
+                        limit::Refusal::OverRate => "over rate",
+                        limit::Refusal::TableFull => "source table full",
+                    },
+                    "Messages dropped by the per-source rate limit."
+                );
+            }
+            return false;
+        }
+        true
+    }
+
+    /// A known scanner's message: counted and dropped unanswered.
+    fn is_scanner(&self, frame: &[u8]) -> bool {
+        if !self.scanners.matches(frame) {
+            return false;
+        }
+        if let Some(suppressed) = self
+            .scanner_dropped
+            .record(&self.metrics.sip_scanners_dropped)
+        {
+            debug!(suppressed, "Message from a known SIP scanner dropped.");
+        }
+        true
     }
 
     /// Takes a new number pool and campaigns (config reload); calls in progress keep theirs.
@@ -318,6 +385,7 @@ impl Edge {
             stats.retransmissions_absorbed,
         );
         raise_to(&m.sip_proceeding_timeouts, stats.proceeding_timeouts);
+        raise_to(&m.sip_transaction_budget_refusals, stats.budget_refusals());
         m.sip_transactions
             .set(i64::try_from(live).unwrap_or(i64::MAX));
         for (to, bytes) in sends {
@@ -328,6 +396,9 @@ impl Edge {
 
     /// Handles one framed message.
     pub async fn on_frame(self: &Arc<Self>, frame: Bytes, arrival: &Arrival) {
+        if self.is_scanner(&frame) {
+            return;
+        }
         match crate::sip::parse(frame) {
             Ok(Message::Request(req)) => self.on_request(req, arrival).await,
             // We run no client transactions, so every response is stray (§18.1.2 lets us drop).
@@ -392,12 +463,17 @@ impl Edge {
             // No address: the operator finds the source with their firewall, not our logs.
             debug!(suppressed, "Message from outside the trunk ACL.");
         }
-        if !reject {
+        if !reject || !self.admit(arrival.source.ip(), false) {
             return;
         }
         let Ok(frame) = frame_datagram(datagram, usize::MAX) else {
             return;
         };
+        if self.is_scanner(&frame) {
+            return;
+        }
+        // Stateless: one 403 per request and never a retransmission, so a spoofed source can
+        // make us send at most what it sends (and the untrusted rate limit bounds even that).
         if let Ok(Message::Request(req)) = crate::sip::parse(frame)
             && req.method != Method::Ack
         {
@@ -443,8 +519,10 @@ impl Edge {
                 }
                 return;
             }
-            Received::Overloaded => {
-                self.metrics.sip_overloaded.inc();
+            Received::Overloaded | Received::OverBudget => {
+                if matches!(received, Received::Overloaded) {
+                    self.metrics.sip_overloaded.inc();
+                }
                 let extra = [("Retry-After", "5".to_owned())];
                 let bytes = self.build(
                     &reply,

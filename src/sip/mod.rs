@@ -33,8 +33,10 @@ pub use via::{Via, ViaParams};
 // The edge: transactions, UAS decisions and the transport shells around them.
 pub mod acl;
 pub mod edge;
+pub mod limit;
 pub mod reliable;
 pub mod route;
+pub mod scanner;
 pub mod tcp;
 pub mod tls;
 pub mod transaction;

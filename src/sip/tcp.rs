@@ -1,7 +1,7 @@
 //! The stream transport shell (RFC 3261 §18.3) for TCP and, with an `Acceptor`, TLS (§26.2):
 //! messages framed by Content-Length on a stream, one writer task per connection so responses
-//! reuse it. Connections are bounded in number and idle time, the ACL is checked before the TLS
-//! handshake, and a handshake is bounded in time; a framing error closes the connection, since
+//! reuse it. Connections are bounded in number and idle time, the ACL and the per-source rate
+//! limit are checked before the TLS handshake (and the limit again for every message), and a handshake is bounded in time; a framing error closes the connection, since
 //! the stream position is lost.
 
 use std::net::SocketAddr;
@@ -62,6 +62,9 @@ pub async fn serve(
         };
         if !acl.allows(source.ip()) {
             edge.metrics().sip_acl_denied.inc();
+            continue;
+        }
+        if !edge.admit(source.ip(), true) {
             continue;
         }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -231,7 +234,12 @@ async fn serve_reads<R>(
             next = tokio::time::timeout(options.idle, frames.next()) => next,
         };
         match next {
-            Ok(Some(Ok(StreamItem::Message(frame)))) => edge.on_frame(frame, &arrival).await,
+            // Framed but not parsed: a trunk over its rate loses the message, not the connection.
+            Ok(Some(Ok(StreamItem::Message(frame)))) => {
+                if edge.admit(peer.source.ip(), true) {
+                    edge.on_frame(frame, &arrival).await;
+                }
+            }
             // RFC 5626 §4.4.1: a double-CRLF ping is answered with a single CRLF pong. A full
             // writer queue means the peer is not reading: the pong would only add to it.
             Ok(Some(Ok(StreamItem::Ping))) => {

@@ -2,6 +2,9 @@
 //! absorbing retransmissions, retransmitting non-2xx finals over UDP (Timer G) until the ACK, and
 //! forgetting every transaction after a bounded time (Timers H, I, J). The table never grows past its
 //! capacity and every entry has a deadline, so a peer that stops sending ACKs cannot leak memory.
+//! The responses it keeps for retransmission are counted in bytes: past a byte budget new
+//! INVITEs are refused, since a count alone lets large responses (long Vias echoed back) grow
+//! the table far beyond what its capacity suggests.
 //!
 //! `A` is where responses go (a socket address, a connection handle); the table only stores it.
 //! Time comes in as `now`, so tests drive it with plain instants.
@@ -144,6 +147,8 @@ pub enum Received<A> {
     StrayAck,
     /// The table is full: answer 503 statelessly.
     Overloaded,
+    /// A new INVITE while the retained responses exceed the byte budget: answer 503 statelessly.
+    OverBudget,
 }
 
 impl<A> std::fmt::Debug for Received<A> {
@@ -157,6 +162,7 @@ impl<A> std::fmt::Debug for Received<A> {
             Self::Ack => f.write_str("Ack"),
             Self::StrayAck => f.write_str("StrayAck"),
             Self::Overloaded => f.write_str("Overloaded"),
+            Self::OverBudget => f.write_str("OverBudget"),
         }
     }
 }
@@ -222,6 +228,14 @@ pub struct Stats {
     pub finals_retransmitted: u64,
     pub ack_timeouts: u64,
     pub proceeding_timeouts: u64,
+    /// New INVITEs refused because the retained responses were over the byte budget.
+    budget_refusals: u64,
+}
+
+impl Stats {
+    pub fn budget_refusals(&self) -> u64 {
+        self.budget_refusals
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -243,6 +257,10 @@ pub struct Transactions<A> {
     next_sweep: Option<Instant>,
     timers: Timers,
     capacity: usize,
+    /// Bytes of retained responses past which new INVITEs are refused.
+    byte_budget: usize,
+    /// Bytes of every transaction's `last_response`.
+    held_bytes: usize,
     stats: Stats,
     origins: HashMap<Origin, u64>,
     /// Keys the origin hashes, per table, so they cannot be precomputed from outside.
@@ -259,10 +277,24 @@ impl<A: Clone> Transactions<A> {
             next_sweep: None,
             timers,
             capacity,
+            byte_budget: usize::MAX,
+            held_bytes: 0,
             stats: Stats::default(),
             origins: HashMap::new(),
             hasher: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// Refuses new INVITE transactions while the retained responses hold more than `bytes`.
+    #[must_use]
+    pub fn with_byte_budget(mut self, bytes: usize) -> Self {
+        self.byte_budget = bytes;
+        self
+    }
+
+    /// Bytes of responses the table holds for retransmission.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// The merge identity of a request without To tag (§8.2.2.2).
@@ -330,6 +362,12 @@ impl<A: Clone> Transactions<A> {
         if self.txs.len() >= self.capacity {
             return Received::Overloaded;
         }
+        // Only INVITEs are refused: they are what holds a response for up to 32 s, and a CANCEL
+        // or an OPTIONS probe must still get through to end calls or keep the trunk up.
+        if key.class == MethodClass::Invite && self.held_bytes > self.byte_budget {
+            self.stats.budget_refusals += 1;
+            return Received::OverBudget;
+        }
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + SWEEP_EVERY);
         }
@@ -365,7 +403,8 @@ impl<A: Clone> Transactions<A> {
                 tx.generation += 1;
                 // Confirmed absorbs everything silently (§17.2.1, Figure 7): the final response
                 // need not be kept for the rest of Timer I.
-                tx.last_response = None;
+                let released = tx.last_response.take().map_or(0, |r| r.len());
+                self.held_bytes -= released;
                 let (id, generation, reliable) = (tx.id, tx.generation, tx.reliable);
                 if reliable {
                     self.remove(invite_key);
@@ -408,7 +447,11 @@ impl<A: Clone> Transactions<A> {
         if tx.state != State::Proceeding {
             return Err(RespondError::AlreadyFinal);
         }
-        tx.last_response = Some(response.clone());
+        let released = tx
+            .last_response
+            .replace(response.clone())
+            .map_or(0, |r| r.len());
+        self.held_bytes = self.held_bytes - released + response.len();
         let out = (tx.reply_to.clone(), response);
         if status < 200 {
             return Ok(out);
@@ -490,10 +533,11 @@ impl<A: Clone> Transactions<A> {
             _ => {}
         }
         let before = self.txs.len();
-        let (ids, origins) = (&mut self.ids, &mut self.origins);
+        let (ids, origins, held) = (&mut self.ids, &mut self.origins, &mut self.held_bytes);
         self.txs.retain(|_, tx| {
             let keep = tx.state != State::Proceeding || tx.give_up_at > now;
             if !keep {
+                *held -= tx.last_response.as_ref().map_or(0, Bytes::len);
                 ids.remove(&tx.id);
                 if let Some(origin) = tx.origin {
                     origins.remove(&Origin(origin));
@@ -515,6 +559,7 @@ impl<A: Clone> Transactions<A> {
 
     fn remove(&mut self, key: &Key) {
         if let Some(tx) = self.txs.remove(key) {
+            self.held_bytes -= tx.last_response.as_ref().map_or(0, Bytes::len);
             self.ids.remove(&tx.id);
             if let Some(origin) = tx.origin.map(Origin)
                 && self.origins.get(&origin) == Some(&tx.id)

@@ -1,5 +1,5 @@
 //! The UDP transport shell (RFC 3261 §18): one socket per listen address, datagrams checked
-//! against the ACL, framed (octets after Content-Length ignored, §18.3) and handed to the edge.
+//! against the ACL and the per-source rate limit, framed (octets after Content-Length ignored, §18.3) and handed to the edge.
 
 use std::sync::Arc;
 
@@ -41,6 +41,9 @@ pub async fn serve(
         };
         if !acl.allows(source.ip()) {
             edge.on_denied(datagram, &arrival, reject_denied).await;
+            continue;
+        }
+        if !edge.admit(source.ip(), true) {
             continue;
         }
         match frame_datagram(datagram, max_size) {

@@ -63,10 +63,15 @@ impl Receiver {
 
 impl Uac {
     pub fn new(daemon: SocketAddr, number: &str) -> Self {
+        Self::with_media_ip(daemon, number, "127.0.0.1")
+    }
+
+    /// A UAC whose RTP socket (and the SDP's c= line) is on `media_ip`, another loopback address.
+    pub fn with_media_ip(daemon: SocketAddr, number: &str, media_ip: &str) -> Self {
         let sip = UdpSocket::bind("127.0.0.1:0").expect("bind sip");
         sip.set_read_timeout(Some(Duration::from_millis(250)))
             .expect("timeout");
-        let media = UdpSocket::bind("127.0.0.1:0").expect("bind media");
+        let media = UdpSocket::bind((media_ip, 0)).expect("bind media");
         media
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
@@ -132,7 +137,8 @@ impl Uac {
     /// Like `invite`, with extra header lines (each ending in CRLF).
     pub fn invite_with(&self, payload_types: &str, extra_headers: &str) {
         let sdp = format!(
-            "v=0\r\no=uac 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP {payload_types}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n",
+            "v=0\r\no=uac 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 {}\r\nt=0 0\r\nm=audio {} RTP/AVP {payload_types}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n",
+            self.media.local_addr().expect("addr").ip(),
             self.media_port()
         );
         let msg = format!(

@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{Arrival, Edge, ReliableProvisional, lock};
+use super::{Arrival, Edge, MediaRefusalLabel, ReliableProvisional, lock};
 use crate::call::disclosure::WithoutSdp;
 use crate::call::{
     CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Outcome, Seconds, privacy,
@@ -222,7 +222,9 @@ impl Edge {
             Some((lease, socket)) => {
                 let offer = offer.as_deref().unwrap_or_default();
                 match media::negotiate(offer, local(lease.port())) {
-                    Ok(answer) if answer.direction.sends() => Some((answer, lease, socket)),
+                    Ok(answer) if answer.direction.sends() => self
+                        .claim_destination(&answer)
+                        .map(|claim| (answer, lease, socket, claim)),
                     Ok(_) => None,
                     Err(err) => {
                         debug!(error = %err, "SDP offer refused.");
@@ -235,7 +237,7 @@ impl Edge {
                 }
             }
         };
-        let Some((answer, lease, socket)) = negotiated else {
+        let Some((answer, lease, socket, claim)) = negotiated else {
             let observed = self.observe(invite, identity, route, Disclosure::Skipped, None, false);
             return match plan.without_sdp {
                 WithoutSdp::Skip => {
@@ -296,6 +298,7 @@ impl Edge {
             cancel,
         );
         let outcome = self.play_with_refresh(play, invite, &control, sdp).await;
+        drop(claim);
         lock(&self.calls).remove(invite.req.call_id());
         if let Some(reliable) = &control.reliable {
             lock(reliable).finish();
@@ -372,6 +375,26 @@ impl Edge {
         let observed = self.observe(invite, identity, route, disclosure, Some(consent), informed);
         self.record_routed(observed, identity, invite.at, Some(disclosed), redirect)
             .await
+    }
+
+    /// Whether the announcement may go to the answer's remote address (no reflection, see
+    /// `media::destinations`). A refused address makes the call one without usable SDP: the
+    /// campaign's `without_sdp` decides (skip: routed without notice; reject: 403), no 183 and
+    /// no RTP go out, so a spoofed INVITE gets us to send nothing anywhere but to its source.
+    fn claim_destination(&self, answer: &media::Answer) -> Option<media::destinations::Claim> {
+        use media::destinations::Refused;
+        match self.media.destinations.claim(answer.remote.ip()) {
+            Ok(claim) => Some(claim),
+            Err(why) => {
+                let reason = match why {
+                    Refused::OutsideNetworks => MediaRefusalLabel::OutsideNetworks,
+                    Refused::TooManyStreams => MediaRefusalLabel::StreamCap,
+                };
+                self.metrics.media_refused(reason).inc();
+                debug!(error = %why, "No early media: the offer's address was refused.");
+                None
+            }
+        }
     }
 
     /// Keeps an announcement's port and socket for a while after playback: the caller's RTP

@@ -264,3 +264,77 @@ fn debug_shows_no_wire_values() {
     }
     assert!(shown.contains("rfc2543") && shown.contains("Retransmission("));
 }
+
+fn sized(n: usize) -> Bytes {
+    Bytes::from(vec![b'x'; n])
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_bytes_follow_the_retained_responses() {
+    let mut t = table();
+    let now = Instant::now();
+    let (a, b) = (key("z9hG4bKa"), key("z9hG4bKb"));
+    t.on_request(a.clone(), "peer", false, now);
+    t.on_request(b.clone(), "peer", true, now);
+    t.respond(&a, 100, sized(300), now).unwrap();
+    assert_eq!(t.held_bytes(), 300);
+    t.respond(&a, 302, sized(500), now).unwrap();
+    assert_eq!(t.held_bytes(), 500, "the 302 replaces the 100");
+    t.respond(&b, 404, sized(200), now).unwrap();
+    assert_eq!(t.held_bytes(), 700);
+    assert_eq!(t.on_ack(&a, now), Received::Ack);
+    assert_eq!(t.held_bytes(), 200, "Confirmed keeps no response");
+    assert_eq!(t.on_ack(&b, now), Received::Ack);
+    assert_eq!(t.held_bytes(), 0, "a reliable transaction ends at its ACK");
+}
+
+#[tokio::test(start_paused = true)]
+async fn over_the_byte_budget_new_invites_are_refused_but_other_requests_pass() {
+    let mut t = table().with_byte_budget(1000);
+    let now = Instant::now();
+    for i in 0..3 {
+        let k = key(&format!("z9hG4bKbig{i}"));
+        assert_eq!(t.on_request(k.clone(), "peer", false, now), Received::New);
+        t.respond(&k, 302, sized(400), now).unwrap();
+    }
+    assert_eq!(t.held_bytes(), 1200);
+    assert_eq!(
+        t.on_request(key("z9hG4bKnew"), "peer", false, now),
+        Received::OverBudget
+    );
+    assert_eq!(t.stats().budget_refusals(), 1);
+    let cancel = Key::rfc3261("z9hG4bKbig0", "192.0.2.1:5060", MethodClass::Cancel);
+    assert_eq!(t.on_request(cancel, "peer", false, now), Received::New);
+    let options = Key::rfc3261(
+        "z9hG4bKopt",
+        "192.0.2.1:5060",
+        MethodClass::Other("OPTIONS".into()),
+    );
+    assert_eq!(t.on_request(options, "peer", false, now), Received::New);
+    // A retransmission of a live INVITE is still absorbed, never refused.
+    assert!(matches!(
+        t.on_request(key("z9hG4bKbig1"), "peer", false, now),
+        Received::Retransmission(Some(_))
+    ));
+    // Timer H frees the bytes and new INVITEs are taken again.
+    tokio::time::advance(Duration::from_secs(33)).await;
+    t.poll(Instant::now());
+    assert_eq!(t.held_bytes(), 0);
+    assert_eq!(
+        t.on_request(key("z9hG4bKlater"), "peer", false, Instant::now()),
+        Received::New
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn swept_transactions_release_their_bytes() {
+    let mut t = table();
+    let k = key("z9hG4bKstuck");
+    t.on_request(k.clone(), "peer", false, Instant::now());
+    t.respond(&k, 183, sized(250), Instant::now()).unwrap();
+    assert_eq!(t.held_bytes(), 250);
+    tokio::time::advance(PROCEEDING_LIMIT + Duration::from_secs(2)).await;
+    t.poll(Instant::now());
+    assert!(t.is_empty());
+    assert_eq!(t.held_bytes(), 0);
+}
