@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${SMOKE_SECONDS:-30}
 
+# cargo-fuzz has no `--locked`: refuse here a Cargo.lock the build would have to change.
+cargo metadata --locked --format-version 1 >/dev/null
 # `-s none`: the sanitizers need nightly; coverage instrumentation (sancov) works on stable.
 cargo fuzz build -s none
 ./seed.sh >/dev/null
