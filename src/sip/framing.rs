@@ -203,6 +203,9 @@ impl Decoder for StreamDecoder {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

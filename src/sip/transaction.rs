@@ -571,4 +571,6 @@ impl<A: Clone> Transactions<A> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
