@@ -47,6 +47,11 @@ impl Collector for UsageCollector {
                 "1 when a failed fsync stopped all writes until a restart",
                 u64::from(usage.poisoned),
             ),
+            (
+                "no_space",
+                "1 while the file system is full after a failed write: calls get 503",
+                u64::from(usage.no_space),
+            ),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));

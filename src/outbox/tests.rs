@@ -744,9 +744,14 @@ async fn enospc_mid_batch_cuts_the_partial_write_and_the_writer_recovers_when_sp
         "max_bytes accounting counts only kept bytes"
     );
     assert!(!usage.poisoned, "ENOSPC does not poison the writer");
+    assert!(usage.no_space, "the edge is told to refuse calls");
     assert_eq!(usage.end, Position(1));
 
     std::fs::remove_file(filler).unwrap();
+    assert!(
+        !ob.usage().unwrap().no_space,
+        "freed space is noticed without an append"
+    );
     let span = ob.append_batch(&refs).await.unwrap();
     assert_eq!(
         span.first,

@@ -580,9 +580,9 @@ impl Edge {
     fn outbox_has_room(&self) -> bool {
         /// More than one call's events (three lines of about 600 bytes).
         const RESERVE: u64 = 4096;
-        self.outbox
-            .usage()
-            .is_ok_and(|u| !u.poisoned && u.bytes.saturating_add(RESERVE) <= u.max_bytes)
+        self.outbox.usage().is_ok_and(|u| {
+            !u.poisoned && !u.no_space && u.bytes.saturating_add(RESERVE) <= u.max_bytes
+        })
     }
 
     /// Appends a call's events in one batch; a refusal becomes the 503 to send.
