@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::tansu::{Tansu, consume};
+use common::tansu::{Tansu, consume_while};
 use common::uac::Uac;
 use common::*;
 
@@ -53,53 +53,31 @@ impl Delivery {
     }
 }
 
-/// Reads the topic from the beginning until every id in `want` arrived (bounded), then once more
-/// briefly past that count so trailing duplicates show.
+/// Reads the topic from the beginning until every id in `want` arrived (bounded), then two
+/// seconds more so that trailing duplicates show.
 fn drain(t: &Tansu, want: &HashSet<String>) -> Delivery {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut expect = want.len();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msgs = consume(
-            &t.bootstrap(),
-            TOPIC,
-            expect,
-            left.min(Duration::from_secs(60)),
-        );
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for m in &msgs {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut seen = 0;
+    let mut complete: Option<Instant> = None;
+    consume_while(&t.bootstrap(), TOPIC, Duration::from_secs(120), |msgs| {
+        for m in &msgs[seen..] {
             let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
             *counts
                 .entry(v["event_id"].as_str().unwrap().to_owned())
                 .or_default() += 1;
         }
-        let missing: Vec<String> = want
-            .iter()
-            .filter(|id| !counts.contains_key(*id))
-            .cloned()
-            .collect();
-        if missing.is_empty() {
-            let more = consume(
-                &t.bootstrap(),
-                TOPIC,
-                msgs.len() + 1,
-                Duration::from_secs(3),
-            );
-            let mut counts: HashMap<String, usize> = HashMap::new();
-            for m in &more {
-                let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-                *counts
-                    .entry(v["event_id"].as_str().unwrap().to_owned())
-                    .or_default() += 1;
-            }
-            return Delivery { counts, missing };
+        seen = msgs.len();
+        if complete.is_none() && want.iter().all(|id| counts.contains_key(id)) {
+            complete = Some(Instant::now());
         }
-        if Instant::now() >= deadline {
-            return Delivery { counts, missing };
-        }
-        expect = msgs.len() + missing.len();
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        complete.is_none_or(|at| at.elapsed() < Duration::from_secs(2))
+    });
+    let missing = want
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .cloned()
+        .collect();
+    Delivery { counts, missing }
 }
 
 /// Waits (bounded) for `cond` on the daemon's outbox events.
@@ -402,7 +380,11 @@ fn statuses(uac: &Uac) -> Vec<u16> {
 fn a_full_disk_refuses_new_calls_with_503_loses_nothing_and_recovers_without_restart() {
     let started = Instant::now();
     let fs = Tmpfs::mount("16m");
-    let daemon = Daemon::start_with(tempfile::tempdir().unwrap(), &base_config(&fs.path()));
+    let config = format!(
+        "{}\n[ops]\nmetrics_listen = \"127.0.0.1:0\"\n",
+        base_config(&fs.path())
+    );
+    let daemon = Daemon::start_with(tempfile::tempdir().unwrap(), &config);
     // The Daemon helper reads events and the config from its own directory; this one's data
     // directory is the tmpfs.
     let outbox = fs.path().join("outbox");
@@ -452,7 +434,13 @@ fn a_full_disk_refuses_new_calls_with_503_loses_nothing_and_recovers_without_res
         "nothing written for refused calls, nothing lost"
     );
 
+    assert_eq!(metric(&daemon, "calltrackd_outbox_no_space"), 1);
     std::fs::remove_file(filler).unwrap();
+    assert_eq!(
+        metric(&daemon, "calltrackd_outbox_no_space"),
+        0,
+        "freed space noticed"
+    );
     let mut accepted = Vec::new();
     for number in [POOL_NUMBER, QUIET_NUMBER] {
         let uac = Uac::new(daemon.addr, number);

@@ -181,8 +181,8 @@ impl Edge {
                 headers: Vec::new(),
             };
         };
-        if !self.outbox_has_room() {
-            return self.refuse_full();
+        if let Some(refusal) = self.outbox_refusal() {
+            return refusal;
         }
         if self.recorder.standing(identity).objected {
             // The caller objected on an earlier call: they are not asked again, and the call is
@@ -575,14 +575,29 @@ impl Edge {
         }
     }
 
-    /// Whether the outbox can still take this call's events. Asked before the announcement: a
-    /// call that cannot be recorded gets its 503 at once, not after the caller heard the notice.
-    fn outbox_has_room(&self) -> bool {
+    /// Whether the outbox can still take this call's events (`None`), else the 503 to send.
+    /// Asked before the announcement: a call that cannot be recorded gets its 503 at once, not
+    /// after the caller heard the notice.
+    fn outbox_refusal(&self) -> Option<Final> {
         /// More than one call's events (three lines of about 600 bytes).
         const RESERVE: u64 = 4096;
-        self.outbox.usage().is_ok_and(|u| {
-            !u.poisoned && !u.no_space && u.bytes.saturating_add(RESERVE) <= u.max_bytes
-        })
+        match self.outbox.usage() {
+            Ok(u) if u.no_space => {
+                // Counted with failed writes: the file system, not the cap, is the limit.
+                if let Some(suppressed) = self.outbox_error.record(&self.metrics.outbox_errors) {
+                    warn!(
+                        suppressed,
+                        "Outbox file system full; refusing calls with 503 until space returns."
+                    );
+                }
+                Some(Final::Respond {
+                    status: 503,
+                    headers: vec![("Retry-After", "30".to_owned())],
+                })
+            }
+            Ok(u) if !u.poisoned && u.bytes.saturating_add(RESERVE) <= u.max_bytes => None,
+            _ => Some(self.refuse_full()),
+        }
     }
 
     /// Appends a call's events in one batch; a refusal becomes the 503 to send.
