@@ -130,13 +130,16 @@ impl Reader {
             None => self.seek()?,
         };
         let dir = self.outbox.dir().to_path_buf();
-        let stats = self.outbox.stats().clone();
+        let (stats, name) = (self.outbox.stats().clone(), self.name.clone());
+        let report = Report {
+            stats: &stats,
+            reader: &name,
+        };
         let start = self.next;
         loop {
             let step = read(
                 &dir,
-                &stats,
-                &self.name,
+                &report,
                 &mut cur,
                 &mut self.next,
                 &tail,
@@ -242,11 +245,9 @@ enum Step {
 }
 
 /// Moves `cur` forward, handing out records with sequence >= `next` until `max` or the tail.
-#[allow(clippy::too_many_arguments)]
 fn read(
     dir: &std::path::Path,
-    stats: &Stats,
-    name: &str,
+    report: &Report<'_>,
     cur: &mut Cursor,
     next: &mut u64,
     tail: &Tail,
@@ -262,7 +263,7 @@ fn read(
                 // More lines than the next segment's base allows (a garbled line split in
                 // two): handing them out would reuse the next segment's positions.
                 if cur.seq >= *next {
-                    skipped(stats, name, cur.base, Damage::ExtraLine, 1);
+                    report.skipped(cur.base, Damage::ExtraLine, 1);
                 }
             } else if cur.seq >= *next {
                 if recover::is_json(&line) {
@@ -271,7 +272,7 @@ fn read(
                         line,
                     });
                 } else {
-                    skipped(stats, name, cur.base, Damage::NotJson, 1);
+                    report.skipped(cur.base, Damage::NotJson, 1);
                 }
                 *next = cur.seq + 1;
             }
@@ -306,7 +307,7 @@ fn read(
                 cur.offset += cur.pending.len() as u64;
                 cur.pending = Bytes::new();
                 if cur.seq >= *next {
-                    skipped(stats, name, cur.base, Damage::NotJson, 1);
+                    report.skipped(cur.base, Damage::NotJson, 1);
                     *next = cur.seq + 1;
                 }
                 cur.seq += 1;
@@ -323,13 +324,7 @@ fn read(
             };
             if cur.seq < b && *next < b {
                 // Lines merged or cut away: the sequences up to the next base have no line.
-                skipped(
-                    stats,
-                    name,
-                    cur.base,
-                    Damage::MissingLines,
-                    b - cur.seq.max(*next),
-                );
+                report.skipped(cur.base, Damage::MissingLines, b - cur.seq.max(*next));
             }
             *next = (*next).max(b);
             *cur = Cursor::open(dir, b, &bases)?;
@@ -362,35 +357,44 @@ enum Damage {
     MissingLines,
 }
 
-fn skipped(stats: &Stats, reader: &str, base: u64, damage: Damage, n: u64) {
-    let segment = segment::name(base);
-    match damage {
-        Damage::NotJson => {
-            stats.count_corrupt_lines(n);
-            tracing::warn!(
-                reader,
-                segment,
-                lines = n,
-                "Reader skipped a corrupt outbox line."
-            );
-        }
-        Damage::ExtraLine => {
-            stats.count_corrupt_lines(n);
-            tracing::warn!(
-                reader,
-                segment,
-                lines = n,
-                "Reader skipped an outbox line beyond the next segment's start."
-            );
-        }
-        Damage::MissingLines => {
-            stats.count_missing_lines(n);
-            tracing::warn!(
-                reader,
-                segment,
-                records = n,
-                "Reader skipped records missing from a sealed outbox segment."
-            );
+/// Where a reader's damage is counted and logged: one place, so count and log cannot drift.
+struct Report<'a> {
+    stats: &'a Stats,
+    reader: &'a str,
+}
+
+impl Report<'_> {
+    fn skipped(&self, base: u64, damage: Damage, n: u64) {
+        let (stats, reader) = (self.stats, self.reader);
+        let segment = segment::name(base);
+        match damage {
+            Damage::NotJson => {
+                stats.count_corrupt_lines(n);
+                tracing::warn!(
+                    reader,
+                    segment,
+                    lines = n,
+                    "Reader skipped a corrupt outbox line."
+                );
+            }
+            Damage::ExtraLine => {
+                stats.count_corrupt_lines(n);
+                tracing::warn!(
+                    reader,
+                    segment,
+                    lines = n,
+                    "Reader skipped an outbox line beyond the next segment's start."
+                );
+            }
+            Damage::MissingLines => {
+                stats.count_missing_lines(n);
+                tracing::warn!(
+                    reader,
+                    segment,
+                    records = n,
+                    "Reader skipped records missing from a sealed outbox segment."
+                );
+            }
         }
     }
 }
