@@ -307,8 +307,12 @@ fn read(
                 cur.offset += cur.pending.len() as u64;
                 cur.pending = Bytes::new();
                 if cur.seq >= *next {
-                    report.skipped(cur.base, Damage::NotJson, 1);
-                    *next = cur.seq + 1;
+                    if cur.end.is_some_and(|end| cur.seq >= end) {
+                        report.skipped(cur.base, Damage::ExtraLine, 1);
+                    } else {
+                        report.skipped(cur.base, Damage::NotJson, 1);
+                        *next = cur.seq + 1;
+                    }
                 }
                 cur.seq += 1;
             }

@@ -646,6 +646,27 @@ async fn extra_lines_in_a_sealed_segment_never_take_the_next_segments_positions(
 }
 
 #[tokio::test]
+async fn a_cut_fragment_beyond_the_next_base_does_not_push_the_reader_past_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ob = sealed_segments(tmp.path()).await;
+    // Split into three lines, then cut inside the third: the fragment would be position 4.
+    let seg = tmp.path().join("00000000000000000002.jsonl");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[3] = b'\n';
+    bytes.pop();
+    std::fs::write(&seg, bytes).unwrap();
+    let mut r = ob.reader("t").unwrap();
+    let got = positions_and_lines(&read_all(&mut r).await);
+    assert_eq!(
+        got,
+        expected(&[0, 1, 4, 5, 6]),
+        "record 4 of the next segment kept"
+    );
+    assert_eq!(ob.stats().corrupt_lines_skipped(), 3);
+    assert_eq!(scanned(tmp.path()), expected(&[0, 1, 4, 5, 6]));
+}
+
+#[tokio::test]
 async fn a_reader_resuming_inside_damage_skips_without_counting_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let ob = sealed_segments(tmp.path()).await;
