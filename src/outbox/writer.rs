@@ -44,7 +44,7 @@ pub struct Usage {
 
 /// Free bytes the outbox's file system needs after an ENOSPC before `Usage::no_space` clears: a
 /// few calls' events, so the first call let through is unlikely to fail after its announcement.
-pub const RESUME_FREE_BYTES: u64 = 64 << 10;
+const RESUME_FREE_BYTES: u64 = 64 << 10;
 
 /// The durable local event log. Cheap to clone; all clones share one log.
 #[derive(Clone)]
