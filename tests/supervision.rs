@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::tansu::{Msg, Tansu, consume_until};
+use common::tansu::{Msg, Tansu, consume_while};
 use common::uac::Uac;
 use common::*;
 
@@ -115,8 +115,8 @@ fn a_forwarder_that_fails_on_its_position_file_is_restarted_and_delivers_every_e
             })
             .collect()
     };
-    let msgs = consume_until(&t.bootstrap(), TOPIC, Duration::from_secs(60), |msgs| {
-        ids(msgs).len() >= want.len()
+    let msgs = consume_while(&t.bootstrap(), TOPIC, Duration::from_secs(60), |msgs| {
+        ids(msgs).len() < want.len()
     });
     let got = ids(&msgs);
     for id in &want {

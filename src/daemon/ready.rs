@@ -8,7 +8,7 @@ use super::supervise::{Board, Role};
 use crate::ops::http::Readiness;
 use crate::outbox::Outbox;
 use crate::sink::Stats;
-use crate::sip::edge::Edge;
+use crate::sip::edge::{CALL_RESERVE, Edge};
 
 pub(super) struct Ready {
     pub board: Arc<Board>,
@@ -33,8 +33,9 @@ impl Readiness for Ready {
         match self.outbox.usage() {
             Err(_) => reasons.push("outbox not readable".to_owned()),
             Ok(u) if u.poisoned => reasons.push("outbox not writable".to_owned()),
+            Ok(u) if u.no_space => reasons.push("outbox file system full".to_owned()),
             // The edge's own rule: room for one more call's events.
-            Ok(_) if !self.edge.outbox_has_room() => reasons.push("outbox full".to_owned()),
+            Ok(u) if !u.has_room(CALL_RESERVE) => reasons.push("outbox full".to_owned()),
             Ok(_) => {}
         }
         if let Some(stats) = &self.forwarder {

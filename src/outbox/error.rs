@@ -44,9 +44,6 @@ pub enum Error {
     /// A reader of that name is already open in this process.
     #[error("reader is already open")]
     ReaderBusy,
-    /// A reader's committed position lies beyond the end of the log.
-    #[error("committed reader position is beyond the end of the log")]
-    PositionAhead,
     /// A reader tried to commit a position it has not been handed yet.
     #[error("commit position was not yet delivered to this reader")]
     CommitAhead,

@@ -4,6 +4,14 @@
 //! sees a partial line. Reads are positional reads of the page cache done inline (no blocking
 //! pool hop); waiting for new data is a `tokio::sync::watch` subscription.
 //!
+//! Damage found while reading (a power loss or a disk fault inside a segment, a bad position
+//! file) is skipped, never a reason to stop: the numbering stays the writer's (every line takes
+//! one sequence), a line that is not one JSON value is not handed out, a sealed segment whose
+//! line count disagrees with the next segment's base is resynchronised at that base, and an
+//! unusable position file restarts the reader at the oldest retained segment (duplicates that
+//! consumers drop by `event_id`, instead of a delivery that stops). Each is counted in `Stats`
+//! and logged in fixed words.
+//!
 //! Cancellation safety: `next_batch` mutates the reader only in a synchronous step before its
 //! single await point (waiting for the tail to move), so dropping the future, e.g. in a losing
 //! `tokio::select!` branch, loses no record; the next call returns the same records.
@@ -16,7 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::writer::Tail;
-use super::{Error, Outbox, Position, Record, pos, segment};
+use super::{Error, Outbox, Position, Record, Stats, pos, recover, segment};
 
 /// Bytes read from a segment at a time (doubled for longer lines).
 const CHUNK: usize = 256 << 10;
@@ -41,10 +49,13 @@ struct Cursor {
     /// Bytes read but not yet handed out; complete lines, except at a sealed segment's corrupt end.
     pending: Bytes,
     sealed_len: Option<u64>,
+    /// The next segment's base when this one was opened sealed: its lines must end there.
+    end: Option<u64>,
 }
 
 impl Cursor {
-    fn open(dir: &std::path::Path, base: u64) -> Result<Cursor, Error> {
+    /// Opens segment `base`; `bases` is a current listing of the segments.
+    fn open(dir: &std::path::Path, base: u64, bases: &[u64]) -> Result<Cursor, Error> {
         Ok(Cursor {
             base,
             file: segment::open_read(dir, base)?,
@@ -52,6 +63,7 @@ impl Cursor {
             seq: base,
             pending: Bytes::new(),
             sealed_len: None,
+            end: bases.iter().copied().find(|&b| b > base),
         })
     }
 }
@@ -78,11 +90,16 @@ impl Outbox {
             cur: None,
             tail: shared.tail.subscribe(),
         };
-        let stored = pos::load(&shared.dir, name)?.unwrap_or(0);
-        if stored > reader.tail.borrow().next {
-            return Err(Error::PositionAhead);
-        }
-        reader.next = stored;
+        let end = reader.tail.borrow().next;
+        reader.next = match pos::load(&shared.dir, name) {
+            Ok(stored) if stored.unwrap_or(0) <= end => stored.unwrap_or(0),
+            // Both mean the file no longer says where the reader was (a torn or garbled
+            // position file, an outbox replaced underneath it); resending from the oldest
+            // retained segment keeps delivery going, at the price of duplicates.
+            Ok(_) => reader.reset_position("beyond_end"),
+            Err(Error::Corrupt { .. }) => reader.reset_position("unreadable"),
+            Err(e) => return Err(e),
+        };
         Ok(reader)
     }
 }
@@ -113,15 +130,26 @@ impl Reader {
             None => self.seek()?,
         };
         let dir = self.outbox.dir().to_path_buf();
+        let (stats, name) = (self.outbox.stats().clone(), self.name.clone());
+        let report = Report {
+            stats: &stats,
+            reader: &name,
+        };
         let start = self.next;
         loop {
-            let step =
-                read(&dir, &mut cur, &mut self.next, &tail, max, &mut out).and_then(|step| {
-                    match step {
-                        Step::Done => Ok(None),
-                        Step::Reseek => self.seek().map(Some),
-                    }
-                });
+            let step = read(
+                &dir,
+                &report,
+                &mut cur,
+                &mut self.next,
+                &tail,
+                max,
+                &mut out,
+            )
+            .and_then(|step| match step {
+                Step::Done => Ok(None),
+                Step::Reseek => self.seek().map(Some),
+            });
             match step {
                 Ok(None) => break,
                 Ok(Some(moved)) => cur = moved,
@@ -175,6 +203,18 @@ impl Reader {
             .map_err(|_| Error::Background)?
     }
 
+    /// Counts and logs a position file that could not be used; the reader starts at 0 (`seek`
+    /// moves on to the oldest retained segment).
+    fn reset_position(&self, reason: &'static str) -> u64 {
+        self.outbox.stats().count_position_reset();
+        tracing::warn!(
+            reader = %self.name,
+            reason,
+            "Reader position file unusable; reading again from the oldest retained segment."
+        );
+        0
+    }
+
     /// Positions the cursor at the segment holding `self.next`. If retention removed it, jumps to
     /// the oldest segment left and says how many records were skipped (count only).
     fn seek(&mut self) -> Result<Cursor, Error> {
@@ -195,7 +235,7 @@ impl Reader {
                 first
             }
         };
-        Cursor::open(dir, base)
+        Cursor::open(dir, base, &bases)
     }
 }
 
@@ -207,6 +247,7 @@ enum Step {
 /// Moves `cur` forward, handing out records with sequence >= `next` until `max` or the tail.
 fn read(
     dir: &std::path::Path,
+    report: &Report<'_>,
     cur: &mut Cursor,
     next: &mut u64,
     tail: &Tail,
@@ -218,11 +259,21 @@ fn read(
         if let Some(i) = cur.pending.iter().position(|&b| b == b'\n') {
             let mut line = cur.pending.split_to(i + 1);
             line.truncate(i);
-            if cur.seq >= *next {
-                out.push(Record {
-                    position: Position(cur.seq),
-                    line,
-                });
+            if cur.end.is_some_and(|end| cur.seq >= end) {
+                // More lines than the next segment's base allows (a garbled line split in
+                // two): handing them out would reuse the next segment's positions.
+                if cur.seq >= *next {
+                    report.skipped(cur.base, Damage::ExtraLine, 1);
+                }
+            } else if cur.seq >= *next {
+                if recover::is_json(&line) {
+                    out.push(Record {
+                        position: Position(cur.seq),
+                        line,
+                    });
+                } else {
+                    report.skipped(cur.base, Damage::NotJson, 1);
+                }
                 *next = cur.seq + 1;
             }
             cur.seq += 1;
@@ -246,28 +297,41 @@ fn read(
         };
         let from = cur.offset + cur.pending.len() as u64;
         if from >= limit {
-            if !cur.pending.is_empty() {
-                return Err(Error::corrupt(
-                    segment::name(cur.base),
-                    "segment ends inside a line",
-                ));
-            }
             if cur.base == tail.base {
+                // The active segment is read only up to the published tail, which always
+                // ends a line.
                 return Ok(Step::Done);
+            }
+            if !cur.pending.is_empty() {
+                // A sealed segment cut inside a line: that last fragment is not a record.
+                cur.offset += cur.pending.len() as u64;
+                cur.pending = Bytes::new();
+                if cur.seq >= *next {
+                    if cur.end.is_some_and(|end| cur.seq >= end) {
+                        report.skipped(cur.base, Damage::ExtraLine, 1);
+                    } else {
+                        report.skipped(cur.base, Damage::NotJson, 1);
+                        *next = cur.seq + 1;
+                    }
+                }
+                cur.seq += 1;
             }
             let bases = segment::list(dir)?;
             if !bases.contains(&cur.base) {
                 return Ok(Step::Reseek);
             }
-            match bases.into_iter().find(|&b| b > cur.base) {
-                Some(b) if b == cur.seq => *cur = Cursor::open(dir, b)?,
-                _ => {
-                    return Err(Error::corrupt(
-                        segment::name(cur.base),
-                        "line count does not match the next segment",
-                    ));
-                }
+            let Some(b) = bases.iter().copied().find(|&b| b > cur.base) else {
+                return Err(Error::corrupt(
+                    segment::name(cur.base),
+                    "sealed segment has no successor",
+                ));
+            };
+            if cur.seq < b && *next < b {
+                // Lines merged or cut away: the sequences up to the next base have no line.
+                report.skipped(cur.base, Damage::MissingLines, b - cur.seq.max(*next));
             }
+            *next = (*next).max(b);
+            *cur = Cursor::open(dir, b, &bases)?;
             continue;
         }
         if !cur.pending.is_empty() {
@@ -287,4 +351,54 @@ fn read(
         cur.pending = Bytes::from(buf);
     }
     Ok(Step::Done)
+}
+
+/// Damage a reader skips over, each counted and logged under its own fixed words.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    NotJson,
+    ExtraLine,
+    MissingLines,
+}
+
+/// Where a reader's damage is counted and logged: one place, so count and log cannot drift.
+struct Report<'a> {
+    stats: &'a Stats,
+    reader: &'a str,
+}
+
+impl Report<'_> {
+    fn skipped(&self, base: u64, damage: Damage, n: u64) {
+        let (stats, reader) = (self.stats, self.reader);
+        let segment = segment::name(base);
+        match damage {
+            Damage::NotJson => {
+                stats.count_corrupt_lines(n);
+                tracing::warn!(
+                    reader,
+                    segment,
+                    lines = n,
+                    "Reader skipped a corrupt outbox line."
+                );
+            }
+            Damage::ExtraLine => {
+                stats.count_corrupt_lines(n);
+                tracing::warn!(
+                    reader,
+                    segment,
+                    lines = n,
+                    "Reader skipped an outbox line beyond the next segment's start."
+                );
+            }
+            Damage::MissingLines => {
+                stats.count_missing_lines(n);
+                tracing::warn!(
+                    reader,
+                    segment,
+                    records = n,
+                    "Reader skipped records missing from a sealed outbox segment."
+                );
+            }
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Synchronous scan of the log for the CLI (`calltrackd events tail`), possibly in another
 //! process than the daemon. Read-only and lock-free: it never truncates, and a line the daemon is
 //! writing right now (no '\n' yet at the end of the newest segment) ends the scan instead of
-//! being reported; scanning again from the next position picks it up.
+//! being reported; scanning again from the next position picks it up. Damaged lines are passed
+//! over by the rules of `reader.rs`, uncounted (the daemon's readers count them).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{Error, Position, Record, segment};
+use super::{Error, Position, Record, recover, segment};
 
 /// Iterator over records from a position onward; see [`scan`].
 pub struct Scan {
@@ -55,23 +56,14 @@ impl Scan {
             let mut line = Vec::new();
             file.read_until(b'\n', &mut line)
                 .map_err(|e| Error::io("reading", segment::name(base), e))?;
-            let last = self.idx + 1 == self.bases.len();
+            let next_base = self.bases.get(self.idx + 1).copied();
             if line.last() != Some(&b'\n') {
-                if last {
+                let Some(next_base) = next_base else {
                     return Ok(None);
-                }
-                if !line.is_empty() {
-                    return Err(Error::corrupt(
-                        segment::name(base),
-                        "segment ends inside a line",
-                    ));
-                }
-                if self.bases[self.idx + 1] != self.seq {
-                    return Err(Error::corrupt(
-                        segment::name(base),
-                        "line count does not match the next segment",
-                    ));
-                }
+                };
+                // The end of a sealed segment: the same resynchronisation as `Reader` (a cut
+                // fragment is no record; the next segment's base is where numbering goes on).
+                self.seq = next_base;
                 self.idx += 1;
                 self.file = None;
                 continue;
@@ -79,7 +71,8 @@ impl Scan {
             line.pop();
             let seq = self.seq;
             self.seq += 1;
-            if seq >= self.from {
+            let beyond = next_base.is_some_and(|b| seq >= b);
+            if seq >= self.from && !beyond && recover::is_json(&line) {
                 return Ok(Some(Record {
                     position: Position(seq),
                     line: Bytes::from(line),

@@ -16,6 +16,9 @@ pub struct Stats {
     torn_lines_cut: Counter,
     full_refusals: Counter,
     syncs: Counter,
+    corrupt_lines: Counter,
+    missing_lines: Counter,
+    position_resets: Counter,
 }
 
 /// The outbox's size and state, read at each scrape.
@@ -43,6 +46,11 @@ impl Collector for UsageCollector {
                 "poisoned",
                 "1 when a failed fsync stopped all writes until a restart",
                 u64::from(usage.poisoned),
+            ),
+            (
+                "no_space",
+                "1 while the file system is full after a failed write: calls get 503",
+                u64::from(usage.no_space),
             ),
         ];
         for (name, help, value) in gauges {
@@ -85,6 +93,21 @@ impl Stats {
             self.full_refusals.clone(),
         );
         r.register(
+            "corrupt_lines_skipped",
+            "Segment lines readers skipped because they were not one JSON record (per reader)",
+            self.corrupt_lines.clone(),
+        );
+        r.register(
+            "missing_lines_skipped",
+            "Positions readers skipped because a sealed segment ended short of the next (per reader)",
+            self.missing_lines.clone(),
+        );
+        r.register(
+            "reader_position_resets",
+            "Reader position files that were unreadable or beyond the end; the reader restarted at the oldest retained segment",
+            self.position_resets.clone(),
+        );
+        r.register(
             "syncs",
             "fdatasync rounds completed (group commit)",
             self.syncs.clone(),
@@ -107,6 +130,18 @@ impl Stats {
     pub fn full_refusals(&self) -> u64 {
         self.full_refusals.get()
     }
+    /// Corrupt segment lines skipped by readers (each reader counts its own).
+    pub fn corrupt_lines_skipped(&self) -> u64 {
+        self.corrupt_lines.get()
+    }
+    /// Positions skipped by readers because a sealed segment ended short of the next one.
+    pub fn missing_lines_skipped(&self) -> u64 {
+        self.missing_lines.get()
+    }
+    /// Reader position files that could not be used.
+    pub fn reader_position_resets(&self) -> u64 {
+        self.position_resets.get()
+    }
     /// fdatasync rounds completed by the background syncer.
     pub fn syncs(&self) -> u64 {
         self.syncs.get()
@@ -118,6 +153,15 @@ impl Stats {
     }
     pub(super) fn count_torn(&self, n: u64) {
         self.torn_lines_cut.inc_by(n);
+    }
+    pub(super) fn count_corrupt_lines(&self, n: u64) {
+        self.corrupt_lines.inc_by(n);
+    }
+    pub(super) fn count_missing_lines(&self, n: u64) {
+        self.missing_lines.inc_by(n);
+    }
+    pub(super) fn count_position_reset(&self) {
+        self.position_resets.inc();
     }
     pub(super) fn count_full(&self) {
         self.full_refusals.inc();

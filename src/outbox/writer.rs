@@ -37,7 +37,22 @@ pub struct Usage {
     pub max_bytes: u64,
     /// A failed fsync poisoned the writer: every append fails until a restart.
     pub poisoned: bool,
+    /// The last write hit a full file system (ENOSPC, EDQUOT) and it still has less than
+    /// `RESUME_FREE_BYTES` available: appends would fail, so calls are refused before they start.
+    pub no_space: bool,
 }
+
+impl Usage {
+    /// Whether `bytes` more can be appended now: writable, the file system not full, and below
+    /// `max_bytes` after them.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        !self.poisoned && !self.no_space && self.bytes.saturating_add(bytes) <= self.max_bytes
+    }
+}
+
+/// Free bytes the outbox's file system needs after an ENOSPC before `Usage::no_space` clears: a
+/// few calls' events, so the first call let through is unlikely to fail after its announcement.
+const RESUME_FREE_BYTES: u64 = 64 << 10;
 
 /// The durable local event log. Cheap to clone; all clones share one log.
 #[derive(Clone)]
@@ -86,6 +101,8 @@ pub(super) struct Writer {
     /// A segment was created or removed since the last directory fsync.
     pub dir_dirty: bool,
     pub poisoned: bool,
+    /// The last write failed for lack of space (cleared by a successful write).
+    pub no_space: bool,
     /// `flush` asks for a round now instead of at the next interval.
     pub urgent: bool,
     pub stop: bool,
@@ -217,6 +234,7 @@ impl Outbox {
                 sealed: Vec::new(),
                 dir_dirty: false,
                 poisoned: false,
+                no_space: false,
                 urgent: false,
                 stop: false,
             }),
@@ -281,16 +299,27 @@ impl Outbox {
         Ok(Position(self.inner.shared.lock()?.next))
     }
 
-    /// What the outbox holds now, for `status` and the metrics collector.
+    /// What the outbox holds now, for `status`, the metrics collector and the SIP edge's
+    /// decision to take a call.
     pub fn usage(&self) -> Result<Usage, Error> {
         let shared = &self.inner.shared;
-        let w = shared.lock()?;
-        Ok(Usage {
-            end: Position(w.next),
-            bytes: w.total,
-            max_bytes: shared.opts.max_bytes,
-            poisoned: w.poisoned,
-        })
+        let mut usage = {
+            let w = shared.lock()?;
+            Usage {
+                end: Position(w.next),
+                bytes: w.total,
+                max_bytes: shared.opts.max_bytes,
+                poisoned: w.poisoned,
+                no_space: w.no_space,
+            }
+        };
+        if usage.no_space {
+            // No append succeeds while calls are refused, so recovery is noticed here: one
+            // statvfs(2), only while the file system is known to be full. Outside the lock.
+            usage.no_space = !rustix::fs::statvfs(&shared.dir)
+                .is_ok_and(|v| v.f_bavail.saturating_mul(v.f_frsize) >= RESUME_FREE_BYTES);
+        }
+        Ok(usage)
     }
 
     /// The directory of this outbox.
@@ -324,15 +353,21 @@ impl Outbox {
             return Err(Error::Full);
         }
         if w.len > 0 && w.len + n > s.opts.segment_bytes {
-            roll(&s.dir, &mut w)?;
+            roll(&s.dir, &mut w).inspect_err(|e| {
+                if let Error::Io { source, .. } = e {
+                    w.no_space |= is_no_space(source);
+                }
+            })?;
         }
         if let Err(e) = (&*w.file).write_all(&buf) {
             // write_all may have written a prefix; cut it so no reader or recovery sees it.
             if w.file.set_len(w.len).is_err() {
                 w.poisoned = true;
             }
+            w.no_space |= is_no_space(&e);
             return Err(Error::io("writing", segment::name(w.base), e));
         }
+        w.no_space = false;
         let first = Position(w.next);
         w.len += n;
         w.total += n;
@@ -378,6 +413,13 @@ fn check(line: &[u8]) -> Result<(), Error> {
         return Err(Error::NotJson);
     }
     Ok(())
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Starts a new segment at the current sequence; the old one goes to the syncer.

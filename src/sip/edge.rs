@@ -159,6 +159,7 @@ pub struct EdgeSettings {
 
 mod redirect;
 
+pub(crate) use redirect::CALL_RESERVE;
 use redirect::{Control, Invite};
 
 /// An INVITE still waiting for its final response, kept so a CANCEL can answer it with 487.

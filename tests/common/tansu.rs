@@ -235,15 +235,16 @@ impl Msg {
 /// protocol is slow) until `want` messages arrived or `timeout` passed; returns what it got,
 /// in arrival order (which is offset order within each partition).
 pub fn consume(bootstrap: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Msg> {
-    consume_until(bootstrap, topic, timeout, |got| got.len() >= want)
+    consume_while(bootstrap, topic, timeout, |out| out.len() < want)
 }
 
-/// Like `consume`, until `done(messages so far)` or `timeout`.
-pub fn consume_until(
+/// Like `consume`, but reads for as long as `more` (asked after each poll with everything so
+/// far) says so, bounded by `timeout`.
+pub fn consume_while(
     bootstrap: &str,
     topic: &str,
     timeout: Duration,
-    done: impl Fn(&[Msg]) -> bool,
+    mut more: impl FnMut(&[Msg]) -> bool,
 ) -> Vec<Msg> {
     let mut config = ClientConfig::new();
     config
@@ -284,7 +285,7 @@ pub fn consume_until(
     consumer.assign(&tpl).expect("assign");
     let mut out = Vec::new();
     let mut errors = 0u32;
-    while !done(&out) && Instant::now() < deadline {
+    while more(&out) && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(Msg {
                 key: m.key().map(<[u8]>::to_vec),

@@ -69,6 +69,10 @@ pub(super) struct Invite {
     pub(super) cancel: CancellationToken,
 }
 
+/// Outbox room a call needs before it starts: more than one call's events (three lines of about
+/// 600 bytes). `/ready` applies the same rule.
+pub(crate) const CALL_RESERVE: u64 = 4096;
+
 impl Edge {
     /// Runs the flow and sends the final response.
     pub(super) async fn redirect(self: Arc<Self>, invite: Invite, route: Arc<Route>) {
@@ -181,8 +185,8 @@ impl Edge {
                 headers: Vec::new(),
             };
         };
-        if !self.outbox_has_room() {
-            return self.refuse_full();
+        if let Some(refusal) = self.outbox_refusal() {
+            return refusal;
         }
         if self.recorder.standing(identity).objected {
             // The caller objected on an earlier call: they are not asked again, and the call is
@@ -598,14 +602,27 @@ impl Edge {
         }
     }
 
-    /// Whether the outbox can still take this call's events. Asked before the announcement: a
-    /// call that cannot be recorded gets its 503 at once, not after the caller heard the notice.
-    pub(crate) fn outbox_has_room(&self) -> bool {
-        /// More than one call's events (three lines of about 600 bytes).
-        const RESERVE: u64 = 4096;
-        self.outbox
-            .usage()
-            .is_ok_and(|u| !u.poisoned && u.bytes.saturating_add(RESERVE) <= u.max_bytes)
+    /// Whether the outbox can still take this call's events (`None`), else the 503 to send.
+    /// Asked before the announcement: a call that cannot be recorded gets its 503 at once, not
+    /// after the caller heard the notice.
+    fn outbox_refusal(&self) -> Option<Final> {
+        match self.outbox.usage() {
+            Ok(u) if u.no_space => {
+                // Counted with failed writes: the file system, not the cap, is the limit.
+                if let Some(suppressed) = self.outbox_error.record(&self.metrics.outbox_errors) {
+                    warn!(
+                        suppressed,
+                        "Outbox file system full; refusing calls with 503 until space returns."
+                    );
+                }
+                Some(Final::Respond {
+                    status: 503,
+                    headers: vec![("Retry-After", "30".to_owned())],
+                })
+            }
+            Ok(u) if u.has_room(CALL_RESERVE) => None,
+            _ => Some(self.refuse_full()),
+        }
     }
 
     /// Appends a call's events in one batch; a refusal becomes the 503 to send.
