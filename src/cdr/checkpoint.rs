@@ -177,6 +177,16 @@ impl Checkpoints {
         )
     }
 
+    /// Whether `id` is a file known by its identity that is now longer than at its last
+    /// commit: it grew after it was read, and reading goes on from the committed offset.
+    /// (A file that grew within its first 4 KiB has a new identity; the duplicate filter then
+    /// drops the rows it re-reads.)
+    pub fn grew(&self, id: &FileId) -> bool {
+        self.records
+            .get(&id.key())
+            .is_some_and(|r| id.fingerprint.len > r.state.fingerprint.len)
+    }
+
     /// Whether the duplicate filter has seen `key`.
     pub fn seen(&self, key: &Key) -> bool {
         self.dedup.contains(key)
@@ -222,6 +232,8 @@ impl Checkpoints {
         );
         state.complete = true;
         state.updated_at = now;
+        // The length it was finished at, so `grew` notices a later append.
+        state.fingerprint = id.fingerprint;
         self.write(Record { id: *id, state })
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::cdr::dedup::Limits;
+use crate::cdr::dedup::Limits as DedupLimits;
 use crate::cdr::format::builtin_presets;
 use crate::cdr::row::Disposition;
 
@@ -21,7 +21,7 @@ struct Env {
 impl Env {
     fn new() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let cp = Checkpoints::open(data.path(), Limits::default(), Utc::now()).unwrap();
+        let cp = Checkpoints::open(data.path(), DedupLimits::default(), Utc::now()).unwrap();
         let q = Quarantine::open(data.path()).unwrap();
         Self {
             data,
@@ -62,6 +62,8 @@ impl Env {
             after: After::Keep,
             marker: false,
             batch_size: batch,
+            limits: wide(),
+            final_tail: true,
         };
         ingest_file(path, &job, &mut self.cp, &mut self.q, sink)
     }
@@ -73,6 +75,14 @@ impl Env {
             out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
         }
         out
+    }
+}
+
+/// The default bounds with a time window reaching back to the fixtures (2024).
+fn wide() -> Limits {
+    Limits {
+        max_past_days: 365 * 100,
+        ..Limits::default()
     }
 }
 
@@ -367,6 +377,8 @@ fn after_move_and_delete_take_the_marker_along() {
         after: After::Move(done.clone()),
         marker: true,
         batch_size: 50,
+        limits: wide(),
+        final_tail: true,
     };
     let mut sink = |_: Vec<Row>| Ok(());
     ingest_file(&path, &job, &mut env.cp, &mut env.q, &mut sink).unwrap();
@@ -399,6 +411,8 @@ fn a_stored_then_purged_file_is_not_ingested_again() {
         after: After::Store(store.clone()),
         marker: false,
         batch_size: 50,
+        limits: wide(),
+        final_tail: true,
     };
     let path = env.drop_fixture("legacy-sample.csv", "day1.csv");
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
