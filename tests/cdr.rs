@@ -844,3 +844,38 @@ fn a_file_appended_to_after_it_was_ingested_delivers_the_new_rows_once() {
     keys.dedup();
     assert_eq!(keys.len(), 45);
 }
+
+#[test]
+fn a_last_line_without_newline_is_read_once_the_file_stayed_unchanged_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let held = feed(&spool, "sipcarrier-csv") + "tail_quiet_seconds = 4\n";
+    let config = format!(
+        "{}\n{}\n{held}",
+        base_config(&dir.path().join("var")),
+        cdr_pool(),
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    let rows = good_rows("T", 3);
+    let staged = spool.with_file_name("tail.tmp");
+    std::fs::write(&staged, format!("{SIPCARRIER_HEADER}{}", rows.trim_end())).unwrap();
+    let arrived = Instant::now();
+    std::fs::rename(&staged, spool.join("tail.csv")).unwrap();
+    assert_eq!(daemon.wait_events(2).len(), 2);
+    if arrived.elapsed() < Duration::from_secs(3) {
+        assert_eq!(daemon.events().len(), 2, "the last line waits");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon.events().len() < 3 {
+        assert!(Instant::now() < deadline, "the last line was never read");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        arrived.elapsed() >= Duration::from_secs(4),
+        "read only after tail_quiet_seconds"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!spool.join("tail.csv").exists(), "then finished and moved");
+    assert!(quarantine_entries(&daemon.data_dir()).is_empty());
+}

@@ -390,3 +390,8 @@ async fn ingest_one(
         Err(_) => Outcome::Failed("the ingest task failed".to_owned()),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "service_tests.rs"]
+mod tests;
