@@ -164,7 +164,10 @@ pub fn ingest_file(
     sink: &mut impl RowSink,
 ) -> Result<IngestReport, IngestError> {
     let id = FileId::of(path).map_err(IngestError::Identity)?;
-    let mut state = checkpoints.lookup(&id);
+    let mut state = match checkpoints.lookup(&id) {
+        Some(state) => Some(state),
+        None => checkpoints.adopt_grown(path, &id)?,
+    };
     let mut report = IngestReport::default();
     if let Some(s) = &mut state
         && s.complete

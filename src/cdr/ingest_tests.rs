@@ -746,3 +746,53 @@ fn a_last_line_without_newline_waits_and_an_append_is_read_on_once() {
     assert_eq!(last.len(), 10);
     assert_eq!(last[9].record_id, "R9");
 }
+
+#[test]
+fn a_small_file_that_grows_is_read_on_from_its_offset_too() {
+    let mut env = Env::new();
+    let full = ten_rows(false);
+    assert!(
+        full.len() < 4096,
+        "its identity (first 4 KiB) changes as it grows"
+    );
+    let cut = full.find("R5,").unwrap() + 4;
+    let path = env.drop_bytes("small.csv", &full.as_bytes()[..cut]);
+    let format = env.presets["sipcarrier-csv"].clone();
+    let job = Job {
+        feed: "feed-a",
+        format: &format,
+        after: After::Keep,
+        marker: false,
+        batch_size: 100,
+        limits: wide(),
+        final_tail: false,
+    };
+    let mut rows = Vec::new();
+    let first = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(first.held_back);
+    assert_eq!(rows.len(), 5);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&full.as_bytes()[cut..])
+        .unwrap();
+    let second = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(second.resumed, "found by device, inode and its old content");
+    assert_eq!((second.rows_ok, second.duplicates), (5, 0));
+    assert_eq!(ids(&rows)[5..], ["R5", "R6", "R7", "R8", "R9"]);
+}
