@@ -53,14 +53,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         .ok_or("preset missing")?;
 
     let t = Instant::now();
-    let report = ingestor.ingest(
-        &path,
-        "bench",
-        &format,
-        After::Keep,
-        false,
-        runtime.handle().clone(),
-    )?;
+    let job = calltrackd::cdr::Job {
+        feed: "bench",
+        format: &format,
+        after: After::Keep,
+        marker: false,
+        batch_size: calltrackd::cdr::service::BATCH_ROWS,
+        // gen_cdr's times may be far in the past: the bench measures ingest, not the window.
+        limits: calltrackd::cdr::Limits {
+            max_past_days: 36500,
+            ..ingestor.limits()
+        },
+        final_tail: true,
+    };
+    let report = ingestor.ingest(&path, &job, runtime.handle().clone())?;
     let secs = t.elapsed().as_secs_f64();
     let events = ingestor.counts.events.get();
     let full = report.rows_ok as f64 / secs;

@@ -211,6 +211,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let config = config::load(&config)?;
             let dir = config.data_dir.join("outbox");
+            // Reads only: a data directory without an outbox yet has no events to show.
             calltrackd::outbox::tail::print(&dir, from, follow, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
@@ -362,13 +363,15 @@ fn subject_find(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let number = normalizer
         .normalize(line.trim())
         .map_err(|_| anyhow::anyhow!("standard input is not a phone number"))?;
-    let keyring = daemon::open_keyring(&config)?;
+    let keyring = read_only_keyring(&config)?;
     let pseudonyms = calltrackd::call::subject::pseudonyms(&keyring, &number)?;
-    let records: Vec<_> = calltrackd::outbox::scan(
-        config.data_dir.join("outbox"),
-        calltrackd::outbox::Position(0),
-    )?
-    .collect::<Result<_, _>>()?;
+    let outbox = config.data_dir.join("outbox");
+    let records: Vec<_> = if outbox.exists() {
+        calltrackd::outbox::scan(outbox, calltrackd::outbox::Position(0))?
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
     let found =
         calltrackd::call::subject::matching(&pseudonyms, records.iter().map(|r| &r.line[..]));
     let mut out = std::io::stdout().lock();
@@ -387,6 +390,7 @@ fn cdr_import(
     keep: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = config::load(config)?;
+    calltrackd::ops::owner::check(&config.data_dir)?;
     calltrackd::ops::telemetry::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -413,8 +417,17 @@ fn cdr_import(
         calltrackd::cdr::After::Store(dir) => Some(dir.clone()),
         _ => None,
     };
-    let feed = calltrackd::cdr::watch::IMPORT_FEED;
-    let result = ingestor.ingest(file, feed, &fmt, after, false, runtime.handle().clone());
+    // The operator names a finished file: a last line without newline is a row.
+    let job = calltrackd::cdr::Job {
+        feed: calltrackd::cdr::watch::IMPORT_FEED,
+        format: &fmt,
+        after,
+        marker: false,
+        batch_size: calltrackd::cdr::service::BATCH_ROWS,
+        limits: ingestor.limits(),
+        final_tail: true,
+    };
+    let result = ingestor.ingest(file, &job, runtime.handle().clone());
     // Storage limitation also on hosts where the daemon (and its hourly purge) does not run.
     ingestor.purge_raw();
     ingestor.purge(config.cdr.quarantine_days);
@@ -447,6 +460,7 @@ fn cdr_import(
 
 fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let (config, warnings) = config::load_with_warnings(path)?;
+    calltrackd::ops::owner::check(&config.data_dir)?;
     calltrackd::ops::telemetry::init(&config.log);
     for warning in &warnings {
         tracing::warn!(key = %warning.path, warning = %warning.message, "Config setting defeats a safe default.");
@@ -521,7 +535,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::List { config } => {
             let config = config::load(&config)?;
-            let keyring = daemon::open_keyring(&config)?;
+            let keyring = read_only_keyring(&config)?;
             for key in keyring.list()? {
                 println!("{}", key.key_id);
             }
@@ -532,10 +546,19 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             force,
         } => {
             let config = config::load(&config)?;
+            calltrackd::ops::owner::check(&config.data_dir)?;
             let keyring = daemon::open_keyring(&config)?;
             keyring.shred(&key_id, force)?;
             println!("shredded {key_id}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The keys on disk for a read-only command: creates neither the key directory nor a key.
+fn read_only_keyring(config: &config::Config) -> anyhow::Result<calltrackd::call::Keyring> {
+    Ok(calltrackd::call::Keyring::open_read_only(
+        &config.state_path(&config.privacy.key_dir),
+        config.privacy.rotation,
+    )?)
 }

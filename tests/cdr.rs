@@ -718,3 +718,164 @@ fn check_config_warns_about_a_feed_that_keeps_raw_files_for_good() {
         assert!(!stderr.contains("warning"), "{fine}: {stderr}");
     }
 }
+
+const SIPCARRIER_HEADER: &str = "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group\n";
+
+/// `n` good SIP-carrier rows for the pool's +493055511000, ids `{prefix}0...`.
+fn good_rows(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{prefix}{i},\"c-{prefix}{i}\",2026-11-24T07:00:00Z,2026-11-24T07:00:05Z,2026-11-24T07:01:05Z,60000,+4917612345678,+493055511000,200,tg\n"
+            )
+        })
+        .collect()
+}
+
+fn quarantine_entries(data: &Path) -> Vec<serde_json::Value> {
+    let mut entries = Vec::new();
+    let Ok(dir) = std::fs::read_dir(data.join("cdr/quarantine")) else {
+        return entries;
+    };
+    for f in dir {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        entries.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+    }
+    entries
+}
+
+#[test]
+fn an_unbalanced_quote_in_row_3_of_10_costs_that_row_only() {
+    let (dir, config) = offline_config("");
+    let file = dir.path().join("quote.csv");
+    let rows = good_rows("Q", 10).replacen("\"c-Q2\"", "\"c-Q2", 1);
+    std::fs::write(&file, format!("{SIPCARRIER_HEADER}{rows}")).unwrap();
+    let out = import(&config, &file, "sipcarrier-csv");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(completed(dir.path()).len(), 9, "every other row");
+    let q = quarantine_entries(&dir.path().join("var"));
+    assert_eq!(q.len(), 1, "{q:#?}");
+    assert_eq!(q[0]["line"], 4, "row 3 is on line 4, after the header");
+    assert_eq!(q[0]["reason"], "unbalanced quote");
+}
+
+#[test]
+fn a_gzip_bomb_is_quarantined_and_the_daemon_goes_on_with_the_next_file() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let config = format!(
+        "{}\n{}\n{}",
+        base_config(&dir.path().join("var")),
+        cdr_pool(),
+        feed(&spool, "sipcarrier-csv")
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    // A header, one row, then 256 MiB of one byte: about 1000:1, 256 KiB on disk.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(SIPCARRIER_HEADER.as_bytes()).unwrap();
+    gz.write_all(good_rows("G", 1).as_bytes()).unwrap();
+    let block = vec![b'9'; 1024 * 1024];
+    for _ in 0..256 {
+        gz.write_all(&block).unwrap();
+    }
+    let staged = spool.with_file_name("bomb.tmp");
+    std::fs::write(&staged, gz.finish().unwrap()).unwrap();
+    std::fs::rename(&staged, spool.join("a-bomb.csv")).unwrap();
+    let staged = spool.with_file_name("next.tmp");
+    std::fs::write(&staged, format!("{SIPCARRIER_HEADER}{}", good_rows("N", 3))).unwrap();
+    std::fs::rename(&staged, spool.join("b-next.csv")).unwrap();
+    let events = daemon.wait_events(4);
+    assert_eq!(
+        events.len(),
+        4,
+        "the bomb's one row and the next file's three"
+    );
+    let q = quarantine_entries(&daemon.data_dir());
+    assert_eq!(q.len(), 1, "{q:#?}");
+    assert_eq!(
+        q[0]["reason"],
+        "gzip stream expands more than max_gzip_ratio; the rest of the file is not read"
+    );
+    assert_eq!(q[0]["line"], 3);
+    let status = daemon.status(false);
+    assert!(status.status.success(), "the daemon still answers");
+    assert!(!daemon.log().contains("panicked"));
+}
+
+#[test]
+fn a_file_appended_to_after_it_was_ingested_delivers_the_new_rows_once() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let keep = feed(&spool, "sipcarrier-csv") + "after = \"keep\"\nraw_retention_hours = 24\n";
+    let config = format!(
+        "{}\n{}\n{keep}",
+        base_config(&dir.path().join("var")),
+        cdr_pool(),
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    let path = spool.join("day.csv");
+    // Over 4 KiB, as a day's file is: the append keeps the file's identity.
+    std::fs::write(&path, format!("{SIPCARRIER_HEADER}{}", good_rows("A", 40))).unwrap();
+    assert_eq!(daemon.wait_events(40).len(), 40);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(good_rows("B", 5).as_bytes())
+        .unwrap();
+    assert_eq!(daemon.wait_events(45).len(), 45);
+    // Give a wrong second reading time to show.
+    std::thread::sleep(Duration::from_secs(3));
+    let events = completed(daemon.dir.path());
+    assert_eq!(events.len(), 45, "each row once");
+    let mut keys: Vec<&str> = events
+        .iter()
+        .map(|e| e["call_key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 45);
+}
+
+#[test]
+fn a_last_line_without_newline_is_read_once_the_file_stayed_unchanged_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let held = feed(&spool, "sipcarrier-csv") + "tail_quiet_seconds = 4\n";
+    let config = format!(
+        "{}\n{}\n{held}",
+        base_config(&dir.path().join("var")),
+        cdr_pool(),
+    );
+    let daemon = Daemon::start_with(dir, &config);
+    let rows = good_rows("T", 3);
+    let staged = spool.with_file_name("tail.tmp");
+    std::fs::write(&staged, format!("{SIPCARRIER_HEADER}{}", rows.trim_end())).unwrap();
+    let arrived = Instant::now();
+    std::fs::rename(&staged, spool.join("tail.csv")).unwrap();
+    assert_eq!(daemon.wait_events(2).len(), 2);
+    if arrived.elapsed() < Duration::from_secs(3) {
+        assert_eq!(daemon.events().len(), 2, "the last line waits");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while daemon.events().len() < 3 {
+        assert!(Instant::now() < deadline, "the last line was never read");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        arrived.elapsed() >= Duration::from_secs(4),
+        "read only after tail_quiet_seconds"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!spool.join("tail.csv").exists(), "then finished and moved");
+    assert!(quarantine_entries(&daemon.data_dir()).is_empty());
+}

@@ -237,3 +237,139 @@ fn sighup_reloads_the_number_pool_and_refuses_a_broken_config() {
     let still = sipp("uac_redirect.xml", "u1", daemon.addr, new_number, &[]);
     assert_sipp_ok(&still, "the running config stays");
 }
+
+/// Runs `calltrackd ARGS` with `stdin` on standard input.
+fn calltrackd_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calltrackd"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Every path under `dir` with its size, sorted.
+fn tree(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path(), meta.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn read_only_commands_leave_a_fresh_data_dir_as_they_found_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("var");
+    let config = tmp.path().join("calltrackd.toml");
+    std::fs::write(&config, base_config(&data)).unwrap();
+    let c = config.to_str().unwrap();
+    let read_only = |stage: &str| {
+        for (args, stdin) in [
+            (vec!["keys", "list", "--config", c], ""),
+            (vec!["subject", "find", "--config", c], "+4917612345678\n"),
+            (vec!["events", "tail", "--config", c], ""),
+        ] {
+            let out = calltrackd_with_stdin(&args, stdin);
+            assert!(
+                out.status.success(),
+                "{stage} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if stage != "used" {
+                assert!(out.stdout.is_empty(), "{stage} {args:?}: nothing to show");
+            }
+        }
+    };
+    // No data directory at all: none appears.
+    read_only("missing");
+    assert!(
+        !data.exists(),
+        "a read-only command created the data directory"
+    );
+    // An empty one: stays empty.
+    std::fs::create_dir(&data).unwrap();
+    read_only("empty");
+    assert_eq!(tree(&data), []);
+    // One with keys and an outbox of a daemon that ran: nothing added or changed.
+    let mut daemon = Daemon::start_with(tmp, &std::fs::read_to_string(&config).unwrap());
+    daemon.stop();
+    let before = tree(&data);
+    assert!(
+        before.iter().any(|(p, _)| p.ends_with("keys")),
+        "{before:?}"
+    );
+    read_only("used");
+    assert_eq!(tree(&data), before);
+}
+
+#[test]
+fn writing_commands_refuse_a_data_dir_of_another_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("var");
+    let config = tmp.path().join("calltrackd.toml");
+    std::fs::write(&config, base_config(&data)).unwrap();
+    let c = config.to_str().unwrap();
+    let cdr = tmp.path().join("x.csv");
+    std::fs::write(&cdr, "").unwrap();
+    let writers: [Vec<&str>; 3] = [
+        vec!["keys", "shred", "--config", c, "2020-01"],
+        vec![
+            "cdr",
+            "import",
+            "--config",
+            c,
+            "--format",
+            "sipcarrier-csv",
+            cdr.to_str().unwrap(),
+        ],
+        vec!["run", "--config", c],
+    ];
+    // As the owner, the check passes: shredding a key that does not exist is the error.
+    std::fs::create_dir(&data).unwrap();
+    let own = calltrackd(&writers[0]);
+    assert!(
+        String::from_utf8_lossy(&own.stderr).contains("no key file exists"),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    if !rustix::process::geteuid().is_root() {
+        // Giving the directory away needs root (CI runs as root); `ops::owner`'s unit test
+        // covers the check itself.
+        return;
+    }
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let before = tree(&data);
+    for args in &writers {
+        let out = calltrackd(args);
+        assert!(!out.status.success(), "{args:?} ran");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("belongs to uid 65534") && err.contains("runs as uid 0"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(tree(&data), before, "nothing written");
+    assert!(cdr.exists(), "the CDR file was not taken");
+}

@@ -55,6 +55,8 @@ pub enum KeyError {
     CurrentEpoch,
     #[error("no key file exists for epoch {key_id}")]
     NotFound { key_id: String },
+    #[error("refusing to create a key for an epoch after the current one")]
+    FutureEpoch,
 }
 
 /// One epoch's key as listed for operators.
@@ -95,6 +97,8 @@ pub struct Keyring {
     dir: PathBuf,
     rotation: Rotation,
     cache: RwLock<HashMap<String, Arc<Secret>>>,
+    /// Opened for a read-only command: never creates the directory or a key.
+    read_only: bool,
 }
 
 impl fmt::Debug for Keyring {
@@ -123,11 +127,43 @@ impl Keyring {
             dir: dir.to_owned(),
             rotation,
             cache: RwLock::new(HashMap::new()),
+            read_only: false,
         };
         for key_id in ring.key_ids()? {
             ring.secret(&key_id)?;
         }
         ring.secret(&rotation.key_id(now))?;
+        Ok(ring)
+    }
+
+    /// Opens the keys on disk for a read-only command (`keys list`, `subject find`): creates
+    /// neither the directory nor any key, so such a command leaves the data directory as it
+    /// found it. A missing directory is an empty keyring. The permission checks still apply.
+    pub fn open_read_only(dir: &Path, rotation: Rotation) -> Result<Self, KeyError> {
+        let ring = Self {
+            dir: dir.to_owned(),
+            rotation,
+            cache: RwLock::new(HashMap::new()),
+            read_only: true,
+        };
+        match fs::metadata(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ring),
+            Err(source) => {
+                return Err(KeyError::Dir {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                return Err(KeyError::DirPermissions {
+                    path: dir.to_owned(),
+                });
+            }
+            Ok(_) => {}
+        }
+        for key_id in ring.key_ids()? {
+            ring.secret(&key_id)?;
+        }
         Ok(ring)
     }
 
@@ -142,17 +178,56 @@ impl Keyring {
 
     /// The pseudonym of `input` for `purpose` under the key of the epoch containing `at`.
     /// A missing key is generated, also for past epochs (late CDRs) and shredded ones: a new
-    /// random key cannot link to pseudonyms made under the shredded one.
+    /// random key cannot link to pseudonyms made under the shredded one. An `at` in an epoch
+    /// after the current one is refused: a future-dated CDR must not create a key that would
+    /// count as the newest for pruning.
     pub fn pseudonymize(
         &self,
         purpose: Purpose,
         input: &[u8],
         at: DateTime<Utc>,
     ) -> Result<Pseudonym, KeyError> {
+        self.pseudonymize_at(purpose, input, at, Utc::now())
+    }
+
+    /// [`Keyring::pseudonymize`] with an explicit clock.
+    pub fn pseudonymize_at(
+        &self,
+        purpose: Purpose,
+        input: &[u8],
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Pseudonym, KeyError> {
         let key_id = self.key_id(at);
+        if self.is_future(&key_id, now) {
+            return Err(KeyError::FutureEpoch);
+        }
         let secret = self.secret(&key_id)?;
         let value = secret.1.derive(purpose, input);
         Ok(Pseudonym { key_id, value })
+    }
+
+    /// The pseudonym of `input` under the key `key_id` already on disk; never creates a key
+    /// (data-subject requests search the epochs that exist).
+    pub fn pseudonym_under(
+        &self,
+        purpose: Purpose,
+        input: &[u8],
+        key_id: &str,
+    ) -> Result<Pseudonym, KeyError> {
+        if epoch::start(key_id).is_none() {
+            return Err(KeyError::InvalidKeyId);
+        }
+        let secret = self.existing(key_id)?;
+        Ok(Pseudonym {
+            key_id: key_id.to_owned(),
+            value: secret.1.derive(purpose, input),
+        })
+    }
+
+    /// Whether `key_id` names an epoch after the one containing `now`.
+    fn is_future(&self, key_id: &str, now: DateTime<Utc>) -> bool {
+        epoch::start(key_id) > epoch::start(&self.key_id(now))
     }
 
     /// The keys on disk, oldest epoch first.
@@ -211,7 +286,10 @@ impl Keyring {
         sync_dir(&self.dir)
     }
 
-    /// Shreds all but the newest `keep` epochs; the current epoch is always kept.
+    /// Shreds all but the newest `keep` epochs up to the current one; the current epoch is
+    /// always kept. Keys of epochs after the current one (made by an earlier version from
+    /// future-dated CDRs, or under a clock that was wrong) neither count as newest nor are
+    /// shredded here: counting them would shred the current and recent keys.
     /// Returns the shredded key ids.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>, KeyError> {
         self.prune_at(keep, Utc::now())
@@ -220,7 +298,11 @@ impl Keyring {
     /// [`Keyring::prune`] with an explicit clock.
     pub fn prune_at(&self, keep: usize, now: DateTime<Utc>) -> Result<Vec<String>, KeyError> {
         let current = self.key_id(now);
-        let ids = self.key_ids()?;
+        let ids: Vec<String> = self
+            .key_ids()?
+            .into_iter()
+            .filter(|id| !self.is_future(id, now))
+            .collect();
         let old = ids.len().saturating_sub(keep);
         let doomed: Vec<String> = ids
             .into_iter()
@@ -244,7 +326,13 @@ impl Keyring {
             source,
         };
         let mut ids = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(dir_err)? {
+        let entries = match fs::read_dir(&self.dir) {
+            Err(e) if self.read_only && e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Vec::new());
+            }
+            other => other.map_err(dir_err)?,
+        };
+        for entry in entries {
             let name = entry.map_err(dir_err)?.file_name();
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".key")) else {
                 continue;
@@ -265,8 +353,24 @@ impl Keyring {
         if let Some(s) = cache.get(key_id) {
             return Ok(Arc::clone(s));
         }
-        let secret = Arc::new(self.load_or_create(key_id)?);
+        let secret = if self.read_only {
+            read_key(&self.path(key_id)).map_err(|e| not_found(e, key_id))?
+        } else {
+            self.load_or_create(key_id)?
+        };
+        let secret = Arc::new(secret);
         cache.insert(key_id.to_owned(), Arc::clone(&secret));
+        Ok(secret)
+    }
+
+    /// A key on disk (or cached), never generated.
+    fn existing(&self, key_id: &str) -> Result<Arc<Secret>, KeyError> {
+        if let Some(s) = self.read_cache().get(key_id) {
+            return Ok(Arc::clone(s));
+        }
+        let secret = Arc::new(read_key(&self.path(key_id)).map_err(|e| not_found(e, key_id))?);
+        self.write_cache()
+            .insert(key_id.to_owned(), Arc::clone(&secret));
         Ok(secret)
     }
 
@@ -333,6 +437,18 @@ fn load_or_create(dir: &Path, path: &Path, name: &str) -> Result<Secret, KeyErro
     } else {
         // Someone else published this epoch's key first; theirs is the key.
         read_key(path)
+    }
+}
+
+/// A missing key file as `NotFound`, other errors as they are.
+fn not_found(err: KeyError, key_id: &str) -> KeyError {
+    match err {
+        KeyError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            KeyError::NotFound {
+                key_id: key_id.to_owned(),
+            }
+        }
+        other => other,
     }
 }
 
@@ -609,6 +725,82 @@ mod tests {
                 .contains(&"2026-10".to_owned())
         );
         assert_eq!(ids(&r), ["2026-11"]);
+    }
+
+    #[test]
+    fn no_key_is_created_for_an_epoch_after_the_current_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let r = ring(&dir);
+        let now = at(2026, 11, 24);
+        for future in [at(2026, 12, 1), at(2099, 1, 1)] {
+            assert!(matches!(
+                r.pseudonymize_at(Purpose::Caller, b"x", future, now),
+                Err(KeyError::FutureEpoch)
+            ));
+        }
+        assert!(!dir.join("2026-12.key").exists() && !dir.join("2099-01.key").exists());
+        // Later in the current epoch and any past one are fine.
+        r.pseudonymize_at(Purpose::Caller, b"x", at(2026, 11, 30), now)
+            .unwrap();
+        r.pseudonymize_at(Purpose::Caller, b"x", at(2025, 3, 1), now)
+            .unwrap();
+        assert!(dir.join("2025-03.key").exists());
+    }
+
+    #[test]
+    fn future_keys_on_disk_do_not_make_prune_shred_current_or_recent_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let now = at(2026, 11, 24);
+        // Keys an earlier version made from CDRs dated 2099: as if the clock had said so.
+        for y in [2097, 2098, 2099] {
+            drop(Keyring::open_at(&dir, Rotation::Monthly, at(y, 1, 1)).unwrap());
+        }
+        let r = ring(&dir);
+        for m in 8..=10 {
+            r.pseudonymize_at(Purpose::Record, b"r", at(2026, m, 1), now)
+                .unwrap();
+        }
+        let shredded = r.prune_at(2, now).unwrap();
+        assert_eq!(shredded, ["2026-08", "2026-09"]);
+        let left: Vec<String> = r.list().unwrap().into_iter().map(|k| k.key_id).collect();
+        assert_eq!(
+            left,
+            ["2026-10", "2026-11", "2097-01", "2098-01", "2099-01"],
+            "current and recent kept; future ones neither counted nor shredded"
+        );
+    }
+
+    #[test]
+    fn read_only_open_creates_neither_directory_nor_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let r = Keyring::open_read_only(&dir, Rotation::Monthly).unwrap();
+        assert!(r.list().unwrap().is_empty());
+        assert!(!dir.exists());
+        drop(ring(&dir));
+        let before = fs::read(dir.join("2026-11.key")).unwrap();
+        let r = Keyring::open_read_only(&dir, Rotation::Monthly).unwrap();
+        assert!(matches!(
+            r.pseudonymize(Purpose::Caller, b"x", at(2026, 10, 1)),
+            Err(KeyError::NotFound { .. })
+        ));
+        let p = r.pseudonym_under(Purpose::Caller, b"x", "2026-11").unwrap();
+        let w = ring(&dir)
+            .pseudonymize_at(Purpose::Caller, b"x", at(2026, 11, 2), at(2026, 11, 24))
+            .unwrap();
+        assert_eq!(p, w);
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "nothing new on disk"
+        );
+        assert_eq!(fs::read(dir.join("2026-11.key")).unwrap(), before);
+        assert!(matches!(
+            r.pseudonym_under(Purpose::Caller, b"x", "2026-09"),
+            Err(KeyError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -21,11 +21,15 @@ pub fn epoch_starts(keyring: &Keyring) -> Result<Vec<DateTime<Utc>>, KeyError> {
         .collect())
 }
 
-/// The caller pseudonyms `number` has had, one per key still on disk.
+/// The caller pseudonyms `number` has had, one per key still on disk (future-dated keys
+/// included: events were made with them). Creates no key.
 pub fn pseudonyms(keyring: &Keyring, number: &E164) -> Result<Vec<Pseudonym>, KeyError> {
-    epoch_starts(keyring)?
-        .into_iter()
-        .map(|at| keyring.pseudonymize(Purpose::Caller, number.as_str().as_bytes(), at))
+    keyring
+        .list()?
+        .iter()
+        .map(|key| {
+            keyring.pseudonym_under(Purpose::Caller, number.as_str().as_bytes(), &key.key_id)
+        })
         .collect()
 }
 

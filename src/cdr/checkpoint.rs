@@ -158,6 +158,54 @@ impl Checkpoints {
         })
     }
 
+    /// Finds the record of a file that was shorter than 4 KiB when last committed and has grown
+    /// since: its identity changed with its first 4 KiB, but its device, inode and old content
+    /// (the first bytes of the file now) are the same. The record moves to the new identity, so
+    /// reading goes on from its offset and no stale record stays behind. `path` is the file `id`
+    /// was read from.
+    pub fn adopt_grown(
+        &mut self,
+        path: &Path,
+        id: &FileId,
+    ) -> Result<Option<State>, CheckpointError> {
+        let candidates: Vec<String> = self
+            .records
+            .iter()
+            .filter(|(_, r)| {
+                r.id.device == id.device
+                    && r.id.inode == id.inode
+                    && r.id.fingerprint.len < HEAD
+                    && r.id.fingerprint.len < id.fingerprint.len
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in candidates {
+            let Some(old) = self.records.get(&key) else {
+                continue;
+            };
+            let mut prefix = Vec::new();
+            File::open(path)?
+                .take(old.id.fingerprint.len)
+                .read_to_end(&mut prefix)?;
+            if <[u8; 32]>::from(Sha256::digest(&prefix)) != old.id.head {
+                continue;
+            }
+            let Some(old) = self.records.remove(&key) else {
+                continue;
+            };
+            // The state keeps the old length, so `grew` sees the growth.
+            let state = old.state;
+            self.write(Record { id: *id, state })?;
+            match fs::remove_file(self.dir.join(format!("{key}.json"))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            File::open(&self.dir)?.sync_all()?;
+            return Ok(Some(state));
+        }
+        Ok(None)
+    }
+
     /// The state of `id`: by identity, else by content fingerprint (a completed match first).
     pub fn lookup(&self, id: &FileId) -> Option<State> {
         if let Some(r) = self.records.get(&id.key()) {
@@ -175,6 +223,15 @@ impl Checkpoints {
                 .unwrap_or(first)
                 .state,
         )
+    }
+
+    /// Whether `id` is a file known by its identity that is now longer than at its last
+    /// commit: it grew after it was read, and reading goes on from the committed offset.
+    /// (A file that grew within its first 4 KiB has a new identity: `adopt_grown` finds it.)
+    pub fn grew(&self, id: &FileId) -> bool {
+        self.records
+            .get(&id.key())
+            .is_some_and(|r| id.fingerprint.len > r.state.fingerprint.len)
     }
 
     /// Whether the duplicate filter has seen `key`.
@@ -222,6 +279,8 @@ impl Checkpoints {
         );
         state.complete = true;
         state.updated_at = now;
+        // The length it was finished at, so `grew` notices a later append.
+        state.fingerprint = id.fingerprint;
         self.write(Record { id: *id, state })
     }
 
@@ -365,6 +424,43 @@ mod tests {
         for e in fs::read_dir(&dir).unwrap() {
             assert_eq!(e.unwrap().metadata().unwrap().mode() & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn a_small_file_that_grew_keeps_its_record_under_its_new_identity() {
+        let data = tempfile::tempdir().unwrap();
+        let a = data.path().join("a.csv");
+        write(&a, b"h\n1\n");
+        let before = FileId::of(&a).unwrap();
+        let mut cp = Checkpoints::open(data.path(), Limits::default(), now()).unwrap();
+        cp.commit(&before, Resume { offset: 4, line: 3 }, 1, &[], now())
+            .unwrap();
+        cp.complete(&before, now()).unwrap();
+        write(&a, b"h\n1\n2\n");
+        let after = FileId::of(&a).unwrap();
+        assert_ne!(before.key(), after.key(), "the head changed");
+        assert_eq!(cp.lookup(&after), None);
+        let state = cp.adopt_grown(&a, &after).unwrap().unwrap();
+        assert_eq!((state.offset_done, state.line_done), (4, 3));
+        assert!(cp.grew(&after));
+        let cp = Checkpoints::open(data.path(), Limits::default(), now()).unwrap();
+        assert!(cp.lookup(&after).is_some(), "moved for good");
+        let files = fs::read_dir(data.path().join("cdr/checkpoints"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "json")
+            })
+            .count();
+        assert_eq!(files, 1, "no stale record");
+        // Other content in the same inode (rewritten, not appended) is not adopted.
+        let mut cp = cp;
+        write(&a, b"x\n9\n9\n9\n9\n9\n");
+        let other = FileId::of(&a).unwrap();
+        assert_eq!(cp.adopt_grown(&a, &other).unwrap(), None);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Counts {
         );
         r.register(
             "files_failed",
-            "CDR file ingests that stopped with an error",
+            "CDR file ingests that stopped with an error (each is tried again with backoff)",
             self.files_failed.clone(),
         );
         r.register(
@@ -137,6 +137,11 @@ impl Counts {
     /// A finished file's report, into the counters.
     pub fn file_done(&self, report: &super::ingest::IngestReport) {
         self.files_ingested.inc();
+        self.rows_done(report);
+    }
+
+    /// The rows of a report whose file is not finished yet (a held-back last line).
+    pub fn rows_done(&self, report: &super::ingest::IngestReport) {
         self.rows_ok.inc_by(report.rows_ok);
         self.rows_quarantined.inc_by(report.rows_quarantined);
         self.duplicates.inc_by(report.duplicates);
@@ -146,6 +151,7 @@ impl Counts {
 /// Why a mapped row still cannot become an event (quarantine reasons, fixed words).
 const CALLED_NOT_A_NUMBER: &str = "called number is not a phone number";
 const NO_EVENT: &str = "event could not be made (pseudonym key unavailable)";
+const FUTURE_EPOCH: &str = "time in a key epoch after the current one";
 
 impl Completer {
     pub fn new(
@@ -222,7 +228,10 @@ impl Completer {
         self.recorder
             .completed(&facts)
             .map(Some)
-            .map_err(|_| NO_EVENT)
+            .map_err(|e| match e {
+                crate::call::KeyError::FutureEpoch => FUTURE_EPOCH,
+                _ => NO_EVENT,
+            })
     }
 }
 

@@ -24,9 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::{CheckpointError, Checkpoints, FileId};
 use super::dedup::{self, Key};
 use super::format::Format;
+use super::limits::Limits;
 use super::quarantine::{Entry, Quarantine, QuarantineError};
 use super::raw;
-use super::reader::{ReadError, Reader, Resume};
+use super::reader::{Options, ReadError, Reader, Resume};
 use super::row::{Row, RowError};
 use super::watch::{After, Feed, marker_path};
 
@@ -86,6 +87,11 @@ pub struct Job<'a> {
     pub marker: bool,
     /// Rows (good, bad or duplicate) per sink call and checkpoint.
     pub batch_size: usize,
+    /// Bounds on records, gzip streams and CDR times.
+    pub limits: Limits,
+    /// The file is known to be complete, so a last line without LF is a row (else it is held
+    /// back and the file stays, unfinished, for a later run).
+    pub final_tail: bool,
 }
 
 impl<'a> Job<'a> {
@@ -94,6 +100,8 @@ impl<'a> Job<'a> {
         format: &'a Format,
         batch_size: usize,
         data_dir: &Path,
+        limits: Limits,
+        final_tail: bool,
     ) -> Self {
         Self {
             feed: &feed.name,
@@ -101,6 +109,8 @@ impl<'a> Job<'a> {
             after: feed.after(data_dir),
             marker: feed.uses_marker(),
             batch_size,
+            limits,
+            final_tail,
         }
     }
 }
@@ -114,6 +124,9 @@ pub struct IngestReport {
     pub skipped_already_done: bool,
     /// This run continued from a checkpoint.
     pub resumed: bool,
+    /// The file ends in a line without LF that was not read: the file is not finished (no
+    /// `after`) and is read on from its checkpoint later.
+    pub held_back: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,8 +164,19 @@ pub fn ingest_file(
     sink: &mut impl RowSink,
 ) -> Result<IngestReport, IngestError> {
     let id = FileId::of(path).map_err(IngestError::Identity)?;
-    let state = checkpoints.lookup(&id);
+    let mut state = match checkpoints.lookup(&id) {
+        Some(state) => Some(state),
+        None => checkpoints.adopt_grown(path, &id)?,
+    };
     let mut report = IngestReport::default();
+    if let Some(s) = &mut state
+        && s.complete
+        && checkpoints.grew(&id)
+    {
+        // The same file, longer than when it was finished: a stalled upload that went on
+        // after the quiet period judged it complete. Read on from the committed offset.
+        s.complete = false;
+    }
     if state.is_some_and(|s| s.complete) {
         report.skipped_already_done = true;
         // Remember this identity too, so prune and lookups see it directly.
@@ -163,8 +187,32 @@ pub fn ingest_file(
     let resume = state.map(|s| s.resume()).filter(|r| r.offset > 0);
     report.resumed = resume.is_some();
     let mut rows_done = state.map_or(0, |s| s.rows_done);
-    let mut reader = Reader::open(path, job.format, resume)?;
+    let options = Options {
+        limits: job.limits,
+        final_tail: job.final_tail,
+    };
     let label = path.to_string_lossy();
+    let mut reader = match Reader::open_with(path, job.format, resume, options) {
+        Ok(reader) => reader,
+        Err(ReadError::Header(bound)) => {
+            // Nothing of this file can be read under its limits: quarantine it whole, once.
+            let reason = bound.to_string();
+            let entry = Entry {
+                file: &label,
+                line: 1,
+                reason: &reason,
+                raw: "",
+            };
+            quarantine.append(&entry, Utc::now())?;
+            quarantine.sync()?;
+            report.rows_quarantined = 1;
+            checkpoints.complete(&id, Utc::now())?;
+            finish(path, job)?;
+            return Ok(report);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = Utc::now();
     let batch_size = job.batch_size.max(1);
     let mut p = Pending {
         rows: Vec::with_capacity(batch_size),
@@ -176,7 +224,13 @@ pub fn ingest_file(
     };
     while let Some(item) = reader.next_item()? {
         p.at = Some(item.resume());
-        match item.result {
+        let result = item.result.and_then(|row| {
+            job.limits
+                .check_times(&row, now)
+                .map(|()| row)
+                .map_err(Into::into)
+        });
+        match result {
             Ok(mut row) => {
                 row.line = item.line;
                 let k = dedup::key(job.feed, &row.record_id);
@@ -215,6 +269,10 @@ pub fn ingest_file(
         sink,
         &mut report,
     )?;
+    if reader.held_back() {
+        report.held_back = true;
+        return Ok(report);
+    }
     checkpoints.complete(&id, Utc::now())?;
     finish(path, job)?;
     Ok(report)

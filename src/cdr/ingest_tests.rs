@@ -1,12 +1,13 @@
 //! File-level tests: the shipped samples through `ingest_file`, resume, duplicates, quarantine.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::cdr::dedup::Limits;
+use crate::cdr::dedup::Limits as DedupLimits;
 use crate::cdr::format::builtin_presets;
 use crate::cdr::row::Disposition;
 
@@ -21,7 +22,7 @@ struct Env {
 impl Env {
     fn new() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let cp = Checkpoints::open(data.path(), Limits::default(), Utc::now()).unwrap();
+        let cp = Checkpoints::open(data.path(), DedupLimits::default(), Utc::now()).unwrap();
         let q = Quarantine::open(data.path()).unwrap();
         Self {
             data,
@@ -62,6 +63,8 @@ impl Env {
             after: After::Keep,
             marker: false,
             batch_size: batch,
+            limits: wide(),
+            final_tail: true,
         };
         ingest_file(path, &job, &mut self.cp, &mut self.q, sink)
     }
@@ -73,6 +76,14 @@ impl Env {
             out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
         }
         out
+    }
+}
+
+/// The default bounds with a time window reaching back to the fixtures (2024).
+fn wide() -> Limits {
+    Limits {
+        max_past_days: 365 * 100,
+        ..Limits::default()
     }
 }
 
@@ -367,6 +378,8 @@ fn after_move_and_delete_take_the_marker_along() {
         after: After::Move(done.clone()),
         marker: true,
         batch_size: 50,
+        limits: wide(),
+        final_tail: true,
     };
     let mut sink = |_: Vec<Row>| Ok(());
     ingest_file(&path, &job, &mut env.cp, &mut env.q, &mut sink).unwrap();
@@ -399,6 +412,8 @@ fn a_stored_then_purged_file_is_not_ingested_again() {
         after: After::Store(store.clone()),
         marker: false,
         batch_size: 50,
+        limits: wide(),
+        final_tail: true,
     };
     let path = env.drop_fixture("legacy-sample.csv", "day1.csv");
     fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
@@ -497,4 +512,287 @@ fn channel_sink_waits_for_the_async_acknowledgement() {
     let n = rt.block_on(consumer).unwrap();
     assert_eq!(n, 16);
     assert_eq!(handle.join().unwrap().unwrap(), 16);
+}
+
+/// Ten rows of the SIP-carrier preset (lines 2 to 11), ids R0..R9.
+fn ten_rows(bad_third: bool) -> String {
+    rows(10, bad_third)
+}
+
+/// `n` rows of the SIP-carrier preset (lines 2 to n + 1), ids R0...
+fn rows(n: usize, bad_third: bool) -> String {
+    let mut text = String::from(
+        "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group\n",
+    );
+    for i in 0..n {
+        let call_id = if bad_third && i == 2 {
+            "\"open-quote".to_owned()
+        } else {
+            format!("\"c{i}\"")
+        };
+        text.push_str(&format!(
+            "R{i},{call_id},2024-05-02T08:{m:02}:00Z,,,0,+4930555{i:05},+493055510001,486,tg\n",
+            m = i % 60
+        ));
+    }
+    text
+}
+
+fn ids(rows: &[Row]) -> Vec<&str> {
+    rows.iter().map(|r| r.record_id.as_str()).collect()
+}
+
+#[test]
+fn an_unbalanced_quote_in_row_3_of_10_quarantines_that_row_only() {
+    let mut env = Env::new();
+    let path = env.drop_bytes("q.csv", ten_rows(true).as_bytes());
+    let mut rows = Vec::new();
+    let report = env
+        .run(&path, "sipcarrier-csv", 4, &mut collect(&mut rows))
+        .unwrap();
+    assert_eq!(
+        ids(&rows),
+        ["R0", "R1", "R3", "R4", "R5", "R6", "R7", "R8", "R9"]
+    );
+    assert_eq!(report.rows_quarantined, 1);
+    let q = env.quarantined();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["line"], 4);
+    assert_eq!(q[0]["reason"], "unbalanced quote");
+    assert!(q[0]["raw"].as_str().unwrap().starts_with("R2,\"open-quote"));
+    assert!(env.cp.lookup(&FileId::of(&path).unwrap()).unwrap().complete);
+}
+
+#[test]
+fn a_gzip_bomb_is_quarantined_after_the_rows_before_it() {
+    use std::io::Write;
+    let mut env = Env::new();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(ten_rows(false).as_bytes()).unwrap();
+    // Then 64 MiB of zeros without a newline: about 1000:1.
+    let zeros = vec![b'0'; 1024 * 1024];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let path = env.drop_bytes("bomb.csv.gz", &gz.finish().unwrap());
+    let mut rows = Vec::new();
+    let report = env
+        .run(&path, "sipcarrier-csv", 100, &mut collect(&mut rows))
+        .unwrap();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(report.rows_quarantined, 1);
+    let q = env.quarantined();
+    assert_eq!(q[0]["line"], 12);
+    assert_eq!(
+        q[0]["reason"],
+        "gzip stream expands more than max_gzip_ratio; the rest of the file is not read"
+    );
+    assert!(env.cp.lookup(&FileId::of(&path).unwrap()).unwrap().complete);
+}
+
+#[test]
+fn rows_outside_the_time_window_are_quarantined_with_the_bound() {
+    let mut env = Env::new();
+    let future = (Utc::now() + chrono::TimeDelta::days(3)).format("%Y-%m-%dT%H:%M:%SZ");
+    let text = format!(
+        "{}F1,,{future},,,0,+4930555000,+493055510001,486,tg\n",
+        ten_rows(false)
+    );
+    let path = env.drop_bytes("t.csv", text.as_bytes());
+    let mut rows = Vec::new();
+    let format = env.presets["sipcarrier-csv"].clone();
+    // The default window: the 2024 rows are too old, the last one too far ahead.
+    let job = Job {
+        feed: "feed-a",
+        format: &format,
+        after: After::Keep,
+        marker: false,
+        batch_size: 100,
+        limits: Limits::default(),
+        final_tail: true,
+    };
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert_eq!((report.rows_ok, report.rows_quarantined), (0, 11));
+    let q = env.quarantined();
+    assert_eq!(
+        q[0]["reason"],
+        "time in column start is more than max_past_days old"
+    );
+    assert_eq!(q[10]["line"], 12);
+    assert_eq!(
+        q[10]["reason"],
+        "time in column start is more than max_future_hours ahead"
+    );
+}
+
+#[test]
+fn a_last_line_without_newline_waits_and_an_append_is_read_on_once() {
+    let mut env = Env::new();
+    // Over 4 KiB, so that appending keeps the file's identity (its first 4 KiB).
+    let full = rows(80, false);
+    assert!(full.len() > 4096);
+    // A stalled upload: cut in the middle of row R70 (line 72).
+    let cut = full.find("R70,").unwrap() + 10;
+    let path = env.drop_bytes("s.csv", &full.as_bytes()[..cut]);
+    let format = env.presets["sipcarrier-csv"].clone();
+    let job = Job {
+        feed: "feed-a",
+        format: &format,
+        after: After::Keep,
+        marker: false,
+        batch_size: 3,
+        limits: wide(),
+        final_tail: false,
+    };
+    let mut rows = Vec::new();
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(report.held_back);
+    assert_eq!(rows.len(), 70);
+    assert_eq!(rows[69].record_id, "R69");
+    assert!(
+        env.quarantined().is_empty(),
+        "the cut row is not quarantined"
+    );
+    let state = env.cp.lookup(&FileId::of(&path).unwrap()).unwrap();
+    assert!(!state.complete);
+    // The upload goes on: the rest appears, each row once, and the file is finished.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&full.as_bytes()[cut..])
+        .unwrap();
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(report.resumed && !report.held_back);
+    assert_eq!(report.duplicates, 0, "read on from the offset, not again");
+    assert_eq!(rows.len(), 80);
+    assert_eq!(ids(&rows)[70], "R70");
+    assert!(env.cp.lookup(&FileId::of(&path).unwrap()).unwrap().complete);
+    // A finished file that grows again is read on too, not skipped.
+    let more = "R80,,2024-05-02T09:00:00Z,,,0,+4930555000,+493055510001,486,tg\n";
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(!report.skipped_already_done && report.duplicates == 0);
+    assert_eq!(ids(&rows)[80..], ["R80"]);
+    // Unchanged now: skipped.
+    let report = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(report.skipped_already_done);
+    // The tail is read once the caller says the file is complete.
+    let mut env = Env::new();
+    let full = ten_rows(false);
+    let tail = env.drop_bytes("tail.csv", &full.as_bytes()[..full.len() - 1]);
+    let mut last = Vec::new();
+    let held = ingest_file(
+        &tail,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut last),
+    )
+    .unwrap();
+    assert!(held.held_back);
+    let done = Job {
+        final_tail: true,
+        ..job
+    };
+    ingest_file(
+        &tail,
+        &done,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut last),
+    )
+    .unwrap();
+    assert_eq!(last.len(), 10);
+    assert_eq!(last[9].record_id, "R9");
+}
+
+#[test]
+fn a_small_file_that_grows_is_read_on_from_its_offset_too() {
+    let mut env = Env::new();
+    let full = ten_rows(false);
+    assert!(
+        full.len() < 4096,
+        "its identity (first 4 KiB) changes as it grows"
+    );
+    let cut = full.find("R5,").unwrap() + 4;
+    let path = env.drop_bytes("small.csv", &full.as_bytes()[..cut]);
+    let format = env.presets["sipcarrier-csv"].clone();
+    let job = Job {
+        feed: "feed-a",
+        format: &format,
+        after: After::Keep,
+        marker: false,
+        batch_size: 100,
+        limits: wide(),
+        final_tail: false,
+    };
+    let mut rows = Vec::new();
+    let first = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(first.held_back);
+    assert_eq!(rows.len(), 5);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&full.as_bytes()[cut..])
+        .unwrap();
+    let second = ingest_file(
+        &path,
+        &job,
+        &mut env.cp,
+        &mut env.q,
+        &mut collect(&mut rows),
+    )
+    .unwrap();
+    assert!(second.resumed, "found by device, inode and its old content");
+    assert_eq!((second.rows_ok, second.duplicates), (5, 0));
+    assert_eq!(ids(&rows)[5..], ["R5", "R6", "R7", "R8", "R9"]);
 }

@@ -11,15 +11,22 @@
 //! from the start and rows ending at or before the offset are skipped unmapped; that costs
 //! one decompress-and-split pass over the done part, which only happens after a crash or a
 //! sink failure.
+//!
+//! Every record is cut by `split` under the feed's limits before the csv crate parses it, and
+//! a gzip stream is bounded by `gzip`: a record or stream that breaks a bound becomes an item
+//! with that reason (quarantined), never an unbounded allocation.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use csv::ByteRecord;
 
 use super::format::{Format, FormatError};
+use super::gzip::{self, Bounded};
+use super::limits::{Bound, Limits};
 use super::row::{Mapper, Row, RowError};
+use super::split::{Split, Splitter};
 
 /// Where to continue: the position of the next unread record, as committed before.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,72 +66,154 @@ pub enum ReadError {
     Csv(#[from] csv::Error),
     #[error("the CDR file does not fit its format: {0}")]
     Format(#[from] FormatError),
+    #[error("the CDR file's header breaks a limit: {0}")]
+    Header(Bound),
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The bytes under the CSV: the file itself, or its bounded gzip stream.
+enum Source {
+    Plain(File),
+    Gzip(Box<Bounded<File>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Plain(f) => f.read(buf),
+            Self::Gzip(g) => g.read(buf),
+        }
+    }
+}
+
+/// Reading options besides the format.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    /// The file is known to be complete (a done marker, an import, a file quiet long
+    /// enough): a last line without LF is a record. Otherwise it is held back. Gzip streams
+    /// carry their own end, so for them this is always true.
+    pub final_tail: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            final_tail: true,
+        }
+    }
+}
+
 /// A CSV stream over one file.
 pub struct Reader {
-    csv: csv::Reader<Box<dyn Read + Send>>,
+    split: Splitter<BufReader<Source>>,
     /// `None` for an empty file (no header to resolve columns against).
     mapper: Option<Mapper>,
-    base_offset: u64,
-    base_line: u64,
+    delimiter: u8,
+    quote: u8,
+    limits: Limits,
     skip_until: u64,
     record: ByteRecord,
+    /// The last record's raw text when it was cut by a bound (no `record` to render).
+    cut_raw: Option<String>,
+    /// A gzip bound stopped the stream: nothing more is read.
+    stopped: bool,
+    header_held: bool,
 }
 
 impl Reader {
     /// Opens `path` (gzip detected by its magic bytes) and positions after `resume`.
     pub fn open(path: &Path, format: &Format, resume: Option<Resume>) -> Result<Self, ReadError> {
+        Self::open_with(path, format, resume, Options::default())
+    }
+
+    /// [`Reader::open`] with limits and the tail rule.
+    pub fn open_with(
+        path: &Path,
+        format: &Format,
+        resume: Option<Resume>,
+        options: Options,
+    ) -> Result<Self, ReadError> {
         format.validate()?;
+        let limits = options.limits;
         let resume = resume.filter(|r| r.offset > 0);
         let gzip = is_gzip(path)?;
-        let (stream, base): (Box<dyn Read + Send>, Option<Resume>) = match (gzip, resume) {
+        let final_tail = options.final_tail || gzip;
+        let (delimiter, quote) = (ascii_byte(format.delimiter), ascii_byte(format.quote));
+        let splitter = |source: Source, at: Option<Resume>| {
+            let (offset, line) = at.map_or((0, 1), |r| (r.offset, r.line.max(1)));
+            Splitter::new(
+                BufReader::with_capacity(64 * 1024, source),
+                limits,
+                delimiter,
+                quote,
+                offset,
+                line,
+                final_tail,
+            )
+        };
+        let (mut split, base) = match (gzip, resume) {
             (true, _) => (
-                Box::new(flate2::read::MultiGzDecoder::new(File::open(path)?)),
+                splitter(
+                    Source::Gzip(Box::new(Bounded::new(File::open(path)?, &limits))),
+                    None,
+                ),
                 None,
             ),
             (false, Some(r)) => {
                 let mut file = File::open(path)?;
                 file.seek(SeekFrom::Start(r.offset))?;
-                (Box::new(file), Some(r))
+                (splitter(Source::Plain(file), Some(r)), Some(r))
             }
-            (false, None) => (Box::new(File::open(path)?), None),
+            (false, None) => (splitter(Source::Plain(File::open(path)?), None), None),
         };
-        let mut csv = builder(format).from_reader(stream);
         let mut record = ByteRecord::new();
-        let mapper = match (format.has_header, base) {
-            (false, _) => Some(Mapper::new(format, None)?),
-            (true, None) => {
-                if csv.read_byte_record(&mut record)? {
-                    Some(Mapper::new(format, Some(&record))?)
-                } else {
-                    None
+        let mut header_held = false;
+        let mapper = if format.has_header {
+            let mut head = match base {
+                None => None,
+                Some(_) => Some(splitter(Source::Plain(File::open(path)?), None)),
+            };
+            let from = head.as_mut().unwrap_or(&mut split);
+            let header = next_record(from, delimiter, quote, &mut record).map_err(|e| match e {
+                // A gzip bomb in the header line is refused like one in any other line.
+                ReadError::Io(io) => {
+                    gzip::bound_of(&io).map_or(ReadError::Io(io), ReadError::Header)
                 }
+                other => other,
+            })?;
+            header_held = from.held_back();
+            match header {
+                Some(Ok(())) => Some(Mapper::new(format, Some(&record))?),
+                Some(Err(bound)) => return Err(ReadError::Header(bound)),
+                None => None,
             }
-            (true, Some(_)) => {
-                let mut head = builder(format).from_reader(File::open(path)?);
-                if head.read_byte_record(&mut record)? {
-                    Some(Mapper::new(format, Some(&record))?)
-                } else {
-                    None
-                }
-            }
+        } else {
+            Some(Mapper::new(format, None)?)
         };
-        let (base_offset, base_line) = base.map_or((0, 1), |r| (r.offset, r.line.max(1)));
         Ok(Self {
-            csv,
+            split,
             mapper,
-            base_offset,
-            base_line,
+            delimiter,
+            quote,
+            limits,
             skip_until: if gzip {
                 resume.map_or(0, |r| r.offset)
             } else {
                 0
             },
             record,
+            cut_raw: None,
+            stopped: false,
+            header_held,
         })
+    }
+
+    /// Whether the file ended in a line without LF that was not read (see [`Options`]).
+    pub fn held_back(&self) -> bool {
+        self.header_held || self.split.held_back()
     }
 
     /// The next record, or `None` at the end of the file.
@@ -132,34 +221,75 @@ impl Reader {
         let Some(mapper) = &self.mapper else {
             return Ok(None);
         };
+        if self.stopped {
+            return Ok(None);
+        }
         loop {
-            if !self.csv.read_byte_record(&mut self.record)? {
-                return Ok(None);
-            }
-            let after = self.csv.position();
-            let offset = self.base_offset + after.byte();
-            if offset <= self.skip_until {
+            let split = match self.split.next_split() {
+                Ok(Some(split)) => split,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    let Some(bound) = gzip::bound_of(&e) else {
+                        return Err(e.into());
+                    };
+                    // The rest of the stream is refused as one quarantined record.
+                    self.stopped = true;
+                    self.cut_raw = Some(String::new());
+                    let line = self.split.line();
+                    return Ok(Some(Item {
+                        line,
+                        offset: self.split.offset(),
+                        next_line: line,
+                        result: Err(bound.into()),
+                    }));
+                }
+            };
+            if split.end <= self.skip_until {
                 continue;
             }
-            let start_line = self
-                .record
-                .position()
-                .map_or(after.line(), csv::Position::line);
+            let Split {
+                line,
+                end,
+                next_line,
+                record,
+            } = split;
+            let result = match record {
+                Ok(bytes) => {
+                    if !parse(&bytes, self.delimiter, self.quote, &mut self.record)? {
+                        // A blank line: no record, as the csv crate reads it.
+                        continue;
+                    }
+                    self.cut_raw = None;
+                    mapper.map(&self.record)
+                }
+                Err((bound, raw)) => {
+                    self.cut_raw = Some(mapper.raw_text(&ByteRecord::from(vec![raw])));
+                    Err(bound.into())
+                }
+            };
             return Ok(Some(Item {
-                line: self.base_line + start_line - 1,
-                offset,
-                next_line: self.base_line + after.line() - 1,
-                result: mapper.map(&self.record),
+                line,
+                offset: end,
+                next_line,
+                result,
             }));
         }
     }
 
     /// The last record read, as UTF-8 text, for the quarantine file.
     pub fn raw_text(&self) -> String {
+        if let Some(raw) = &self.cut_raw {
+            return raw.clone();
+        }
         self.mapper
             .as_ref()
             .map(|m| m.raw_text(&self.record))
             .unwrap_or_default()
+    }
+
+    /// The limits this file is read under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 }
 
@@ -171,23 +301,44 @@ impl Iterator for Reader {
     }
 }
 
-fn builder(format: &Format) -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    // `validate` has checked both are ASCII, so the casts cannot truncate.
-    b.delimiter(ascii_byte(format.delimiter))
-        .quote(ascii_byte(format.quote))
+/// The next record of `split` parsed into `record`; `Some(Err)` when a bound cut it.
+fn next_record<R: io::BufRead>(
+    split: &mut Splitter<R>,
+    delimiter: u8,
+    quote: u8,
+    record: &mut ByteRecord,
+) -> Result<Option<Result<(), Bound>>, ReadError> {
+    while let Some(s) = split.next_split()? {
+        match s.record {
+            Ok(bytes) => {
+                if parse(&bytes, delimiter, quote, record)? {
+                    return Ok(Some(Ok(())));
+                }
+            }
+            Err((bound, _)) => return Ok(Some(Err(bound))),
+        }
+    }
+    Ok(None)
+}
+
+/// Parses one record's bytes (already cut and bounded) into `record`; false for a blank line.
+fn parse(bytes: &[u8], delimiter: u8, quote: u8, record: &mut ByteRecord) -> csv::Result<bool> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quote(quote)
         .has_headers(false)
-        // Only LF ends a record: the default CRLF handling reports a CRLF record's end
-        // before its LF, which skews offsets and line numbers by one. A CR before the LF
-        // stays in the last cell, where the mapper trims it.
+        // The splitter cut at an LF outside quotes; any CR before it stays in the last cell,
+        // where the mapper trims it, exactly as with CRLF files before.
         .terminator(csv::Terminator::Any(b'\n'))
         // Short rows are quarantined per row instead of failing the file.
         .flexible(true)
-        .buffer_capacity(64 * 1024);
-    b
+        .buffer_capacity(bytes.len().clamp(64, 64 * 1024))
+        .from_reader(bytes)
+        .read_byte_record(record)
 }
 
 fn ascii_byte(c: char) -> u8 {
+    // `validate` has checked both are ASCII, so the cast cannot truncate.
     u8::try_from(c).unwrap_or(b',')
 }
 

@@ -163,6 +163,9 @@ pub enum RowError {
     Word,
     #[error("no disposition or cause code")]
     NoOutcome,
+    /// The record, or the file's stream, broke one of the feed's limits.
+    #[error(transparent)]
+    Bound(#[from] super::limits::Bound),
 }
 
 /// One normalized CDR. `Debug` redacts the numbers and the Call-ID.

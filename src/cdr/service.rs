@@ -1,12 +1,13 @@
 //! Running CDR feeds inside the daemon, and one-off imports from the CLI, through the same path:
 //! spool watcher → one file at a time on a blocking thread → `ingest_file` → `OutboxSink`; and
-//! the retention of what ingest leaves behind (quarantine, checkpoints, raw files).
+//! the retention of what ingest leaves behind (quarantine, checkpoints, raw files). A file
+//! whose ingest failed, or whose last line was held back, is scheduled again (`retry.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use chrono::{TimeDelta, Utc};
 use tokio::sync::mpsc;
@@ -15,11 +16,13 @@ use tracing::{info, warn};
 
 use super::checkpoint::{Checkpoints, FileId};
 use super::complete::{Completer, Counts, OutboxSink};
-use super::dedup::Limits;
+use super::dedup::Limits as DedupLimits;
 use super::format::Format;
 use super::ingest::{IngestError, IngestReport, Job, ingest_file};
+use super::limits::Limits;
 use super::quarantine::Quarantine;
 use super::raw::{self, Retention, Scope};
+use super::retry::Retry;
 use super::watch::{self, After, Feed, IMPORT_FEED};
 use crate::outbox::Outbox;
 
@@ -48,6 +51,8 @@ pub struct Ingestor {
     data_dir: PathBuf,
     /// Every feed's raw files with a retention, and `cdr import`'s store.
     raw: Vec<Retention>,
+    /// `[cdr.limits]`: `cdr import`'s bounds, and every feed's under its own.
+    limits: Limits,
 }
 
 impl Ingestor {
@@ -59,9 +64,9 @@ impl Ingestor {
         formats: BTreeMap<String, Format>,
         feeds: &[Feed],
     ) -> Result<Self, ServiceError> {
-        let limits = Limits {
+        let limits = DedupLimits {
             window: duplicate_window,
-            ..Limits::default()
+            ..DedupLimits::default()
         };
         let checkpoints = Checkpoints::open(data_dir, limits, Utc::now())
             .map_err(|e| ServiceError::State(e.to_string()))?;
@@ -81,7 +86,25 @@ impl Ingestor {
                 .filter_map(|f| Retention::for_feed(f, data_dir))
                 .chain(std::iter::once(Retention::store(data_dir, IMPORT_FEED)))
                 .collect(),
+            limits: Limits::default(),
         })
+    }
+
+    /// Uses `limits` (`[cdr.limits]`) instead of the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The bounds `cdr import` reads under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The bounds `feed` reads under: its own keys over `[cdr.limits]`.
+    pub fn limits_for(&self, feed: &Feed) -> Limits {
+        feed.limits.over(self.limits)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -105,19 +128,10 @@ impl Ingestor {
     pub fn ingest(
         &self,
         path: &Path,
-        feed: &str,
-        format: &Format,
-        after: After,
-        marker: bool,
+        job: &Job<'_>,
         runtime: tokio::runtime::Handle,
     ) -> Result<IngestReport, ServiceError> {
-        let job = Job {
-            feed,
-            format,
-            after,
-            marker,
-            batch_size: BATCH_ROWS,
-        };
+        let feed = job.feed;
         let mut checkpoints = self
             .checkpoints
             .lock()
@@ -140,7 +154,7 @@ impl Ingestor {
             counts: &self.counts,
             stop: &self.stop,
         };
-        let report = ingest_file(path, &job, &mut checkpoints, &mut quarantine, &mut sink)?;
+        let report = ingest_file(path, job, &mut checkpoints, &mut quarantine, &mut sink)?;
         let _ = sink_quarantine.sync();
         Ok(report)
     }
@@ -219,7 +233,8 @@ impl Ingestor {
     }
 }
 
-/// Watches every feed and ingests complete files until shutdown.
+/// Watches every feed and ingests complete files until shutdown; failed files and held-back
+/// tails are ingested again when `retry` says.
 pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: CancellationToken) {
     let (tx, mut rx) = mpsc::channel::<(usize, PathBuf)>(64);
     let mut watchers = Vec::new();
@@ -242,46 +257,29 @@ pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: Cancellati
         }));
     }
     drop(tx);
-    loop {
-        let (i, path) = tokio::select! {
+    let mut retry = Retry::default();
+    'run: loop {
+        let due = retry.next_due().map(tokio::time::Instant::from_std);
+        let next = tokio::select! {
             () = shutdown.cancelled() => break,
             next = rx.recv() => match next {
-                Some(next) => next,
+                Some(next) => vec![next],
                 None => break,
             },
+            () = until(due) => retry.take_due(std::time::Instant::now()),
         };
-        let feed = feeds[i].clone();
-        let Some(format) = ingestor.format(&feed.format).cloned() else {
-            warn!(feed = %feed.name, "CDR feed names an unknown format.");
-            continue;
-        };
-        let worker = ingestor.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let after = feed.after(ingestor.data_dir());
-        let mut job = tokio::task::spawn_blocking(move || {
-            worker.ingest(
-                &path,
-                &feed.name,
-                &format,
-                after,
-                feed.uses_marker(),
-                runtime,
-            )
-        });
-        let done = tokio::select! {
-            () = shutdown.cancelled() => {
-                ingestor.stop();
-                let _ = (&mut job).await;
-                break;
-            }
-            done = &mut job => done,
-        };
-        {
-            match done {
-                Ok(Ok(report)) => {
+        for (i, path) in next {
+            let feed = &feeds[i];
+            let Some(outcome) = ingest_one(&ingestor, feed, &path, &shutdown).await else {
+                break 'run;
+            };
+            let now = std::time::Instant::now();
+            match outcome {
+                Outcome::Done(report) => {
+                    retry.clear(&path);
                     ingestor.counts.file_done(&report);
                     info!(
-                        feed = %feeds[i].name,
+                        feed = %feed.name,
                         rows = report.rows_ok,
                         quarantined = report.rows_quarantined,
                         duplicates = report.duplicates,
@@ -289,13 +287,27 @@ pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: Cancellati
                         "CDR file ingested."
                     );
                 }
-                Ok(Err(err)) => {
-                    ingestor.counts.files_failed.inc();
-                    warn!(feed = %feeds[i].name, error = %err, "CDR file not ingested.");
+                Outcome::Held(report, wait) => {
+                    retry.held(&path, i, now, wait);
+                    ingestor.counts.rows_done(&report);
+                    info!(
+                        feed = %feed.name,
+                        rows = report.rows_ok,
+                        quarantined = report.rows_quarantined,
+                        wait_seconds = wait.as_secs(),
+                        "CDR file read up to a last line without newline; that line waits."
+                    );
                 }
-                Err(_) => {
+                Outcome::Gone => retry.clear(&path),
+                Outcome::Failed(err) => {
+                    let delay = retry.failed(&path, i, now);
                     ingestor.counts.files_failed.inc();
-                    warn!(feed = %feeds[i].name, "CDR ingest task failed.");
+                    warn!(
+                        feed = %feed.name,
+                        error = %err,
+                        retry_seconds = delay.as_secs(),
+                        "CDR file not ingested; it is tried again."
+                    );
                 }
             }
         }
@@ -304,3 +316,82 @@ pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: Cancellati
         w.abort();
     }
 }
+
+/// What one ingest of one file came to.
+enum Outcome {
+    Done(IngestReport),
+    /// Read up to a held-back last line, which may be read after the wait.
+    Held(IngestReport, Duration),
+    /// The file is no longer there (moved by an earlier ingest, or deleted).
+    Gone,
+    Failed(String),
+}
+
+/// Sleeps until `at`, or for ever.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ingests one file on a blocking thread; `None` when shutdown interrupted it.
+async fn ingest_one(
+    ingestor: &Arc<Ingestor>,
+    feed: &Feed,
+    path: &Path,
+    shutdown: &CancellationToken,
+) -> Option<Outcome> {
+    let Some(format) = ingestor.format(&feed.format).cloned() else {
+        return Some(Outcome::Failed("unknown CDR format".to_owned()));
+    };
+    let mtime = match std::fs::metadata(path).and_then(|m| m.modified()) {
+        Ok(t) => chrono::DateTime::<Utc>::from(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Outcome::Gone),
+        Err(_) => Utc::now(),
+    };
+    let wait = feed.tail_wait(mtime, Utc::now());
+    let worker = ingestor.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let after = feed.after(ingestor.data_dir());
+    let limits = ingestor.limits_for(feed);
+    let (feed_owned, owned_path) = (feed.clone(), path.to_owned());
+    let mut job = tokio::task::spawn_blocking(move || {
+        let job = Job {
+            feed: &feed_owned.name,
+            format: &format,
+            after,
+            marker: feed_owned.uses_marker(),
+            batch_size: BATCH_ROWS,
+            limits,
+            final_tail: wait.is_zero(),
+        };
+        worker.ingest(&owned_path, &job, runtime)
+    });
+    let done = tokio::select! {
+        () = shutdown.cancelled() => {
+            ingestor.stop();
+            let _ = (&mut job).await;
+            return None;
+        }
+        done = &mut job => done,
+    };
+    Some(match done {
+        Ok(Ok(report)) if report.held_back => {
+            Outcome::Held(report, wait.max(Duration::from_secs(1)))
+        }
+        Ok(Ok(report)) => Outcome::Done(report),
+        Ok(Err(ServiceError::Ingest(IngestError::Identity(e))))
+            if e.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Outcome::Gone
+        }
+        Ok(Err(err)) => Outcome::Failed(err.to_string()),
+        Err(_) => Outcome::Failed("the ingest task failed".to_owned()),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+#[path = "service_tests.rs"]
+mod tests;

@@ -7,6 +7,13 @@
 //! `quiet_seconds` while we watched (`quiet_period`: works with plain SFTP uploads, which
 //! give no signal), or `<file>.done` exists (`done_marker`: for carriers that write one).
 //!
+//! The quiet period defaults to 60 s, not a few seconds: an SFTP upload over a congested link
+//! stalls for tens of seconds (TCP retransmission backoff, an SSH rekey), and a file judged
+//! complete mid-upload is read up to its last full line; a CDR arriving a minute later costs
+//! nothing, since CDRs join SIP calls over hours. Under `quiet_period` a last line without
+//! LF is still held back until the file has been unchanged for `tail_quiet_seconds`; a file
+//! that grows after it was read is read on from its checkpoint (`ingest.rs`).
+//!
 //! Once ingested, a file is moved into the feed's private raw store and deleted after
 //! `raw_retention_hours` (`raw.rs`), unless the feed says otherwise with `after`.
 
@@ -18,6 +25,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 use tokio::sync::mpsc;
+
+use super::limits::LimitsConfig;
 
 /// What to do with a file once it is fully ingested.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -77,10 +86,21 @@ pub struct Feed {
     pub quiet_seconds: u64,
     #[serde(default = "default_rescan")]
     pub rescan_seconds: u64,
+    /// Under `quiet_period`, a last line without LF is read only once the file has been
+    /// unchanged this long; before, it may be the cut end of a stalled upload.
+    #[serde(default = "default_tail_quiet")]
+    pub tail_quiet_seconds: u64,
+    /// This feed's bounds over `[cdr.limits]`, key by key.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_quiet() -> u64 {
-    5
+    60
+}
+
+fn default_tail_quiet() -> u64 {
+    900
 }
 
 fn default_rescan() -> u64 {
@@ -112,6 +132,8 @@ pub enum FeedError {
     Quiet,
     #[error("cdr.feeds.rescan_seconds must be above 0")]
     Rescan,
+    #[error("cdr.feeds.tail_quiet_seconds must be at least cdr.feeds.quiet_seconds")]
+    TailQuiet,
 }
 
 impl Feed {
@@ -138,6 +160,9 @@ impl Feed {
         }
         if self.rescan_seconds == 0 {
             return Err(FeedError::Rescan);
+        }
+        if self.tail_quiet_seconds < self.quiet_seconds {
+            return Err(FeedError::TailQuiet);
         }
         Ok(())
     }
@@ -177,6 +202,17 @@ impl Feed {
 
     pub fn uses_marker(&self) -> bool {
         self.complete_when == CompleteWhen::DoneMarker
+    }
+
+    /// How much longer a file last modified at `mtime` must stay unchanged before a last line
+    /// without LF is read; zero when it may be read now (always with a done marker).
+    pub fn tail_wait(&self, mtime: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+        if self.uses_marker() {
+            return Duration::ZERO;
+        }
+        let quiet = Duration::from_secs(self.tail_quiet_seconds);
+        let age = (now - mtime).to_std().unwrap_or(Duration::ZERO);
+        quiet.saturating_sub(age)
     }
 }
 
@@ -458,7 +494,14 @@ mod tests {
         assert!(feed(&format!("{base}colour = 1\n")).is_err());
         let f = feed(&format!("{base}complete_when = \"done_marker\"\n")).unwrap();
         assert!(f.uses_marker());
-        assert_eq!(f.quiet_seconds, 5);
+        assert_eq!(f.quiet_seconds, 60);
+        let f = feed(&format!("{base}tail_quiet_seconds = 30\n")).unwrap();
+        assert_eq!(
+            f.validate().unwrap_err().to_string(),
+            "cdr.feeds.tail_quiet_seconds must be at least cdr.feeds.quiet_seconds"
+        );
+        let f = feed(&format!("{base}[limits]\nmax_fields = 9\n")).unwrap();
+        assert_eq!(f.limits.max_fields, Some(9));
     }
 
     #[test]
@@ -509,6 +552,21 @@ mod tests {
         assert_eq!(with("name = \"carrier-a.v2_de\"\n"), Ok(()));
     }
 
+    #[test]
+    fn a_tail_waits_for_tail_quiet_seconds_unless_a_marker_says_complete() {
+        let base = "name = \"t\"\nspool_dir = \"/s\"\nglob = \"*.csv\"\nformat = \"x\"\n";
+        let f = feed(base).unwrap();
+        assert_eq!(f.tail_wait(t(0), t(100)), Duration::from_secs(800));
+        assert_eq!(f.tail_wait(t(0), t(900)), Duration::ZERO);
+        assert_eq!(
+            f.tail_wait(t(50), t(0)),
+            Duration::from_secs(900),
+            "mtime ahead"
+        );
+        let f = feed(&format!("{base}complete_when = \"done_marker\"\n")).unwrap();
+        assert_eq!(f.tail_wait(t(0), t(1)), Duration::ZERO);
+    }
+
     #[tokio::test]
     async fn watcher_sends_a_file_once_its_marker_exists() {
         let spool = tempfile::tempdir().unwrap();
@@ -523,6 +581,8 @@ mod tests {
             complete_when: CompleteWhen::DoneMarker,
             quiet_seconds: 5,
             rescan_seconds: 1,
+            tail_quiet_seconds: 900,
+            limits: LimitsConfig::default(),
         };
         std::fs::write(spool.path().join("ignored.txt"), b"x").unwrap();
         let path = spool.path().join("a.csv");

@@ -286,6 +286,26 @@ caller = "drop"
     }
 
     #[test]
+    fn cdr_limits_errors_name_the_key_and_line() {
+        let text = format!("{MINIMAL}{FEED}[cdr.feeds.limits]\nmax_fields = 0\n");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "cdr.feeds[0].limits.max_fields");
+        assert_eq!(problems[0].message, "must be above 0");
+        assert_eq!(problems[0].line, Some(text.lines().count()));
+        let text = format!("{MINIMAL}\n[cdr.limits]\nmax_line_bytes = 100000\n");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "cdr.limits.max_record_bytes");
+        let text = format!("{MINIMAL}\n[cdr.limits]\nmax_past_days = 3650\n{FEED}");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.cdr.limits().max_past_days, 3650);
+        assert_eq!(config.cdr.limits().max_fields, 256);
+    }
+
+    #[test]
     fn feed_names_are_unique() {
         let text = format!("{MINIMAL}{FEED}{FEED}");
         let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {

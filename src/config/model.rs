@@ -571,6 +571,10 @@ pub struct Cdr {
     /// Record ids seen within this many days are dropped as duplicates.
     #[serde(default = "default_duplicate_days")]
     pub duplicate_window_days: u64,
+    /// Bounds on CDR records, gzip streams and CDR times, for every feed and `cdr import`;
+    /// a feed's own `limits` table overrides single keys.
+    #[serde(default)]
+    pub limits: crate::cdr::LimitsConfig,
 }
 
 impl Default for Cdr {
@@ -583,6 +587,7 @@ impl Default for Cdr {
             correlation_capacity: default_correlation_capacity(),
             quarantine_days: default_quarantine_days(),
             duplicate_window_days: default_duplicate_days(),
+            limits: crate::cdr::LimitsConfig::default(),
         }
     }
 }
@@ -605,6 +610,11 @@ fn default_duplicate_days() -> u64 {
 }
 
 impl Cdr {
+    /// `[cdr.limits]` over the defaults.
+    pub fn limits(&self) -> crate::cdr::Limits {
+        self.limits.over(crate::cdr::Limits::default())
+    }
+
     /// Built-in presets with the configured formats over them.
     pub fn all_formats(&self) -> BTreeMap<String, crate::cdr::Format> {
         let mut all = crate::cdr::builtin_presets().unwrap_or_default();

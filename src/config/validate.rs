@@ -144,9 +144,22 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             problems.push((format!("cdr.formats.{name}"), err.to_string()));
         }
     }
+    let limits = config.cdr.limits.over(crate::cdr::Limits::default());
+    if let Err(err) = limits.validate() {
+        problems.push((
+            format!("cdr.limits.{}", err.key()),
+            err.message().to_owned(),
+        ));
+    }
     for (i, feed) in config.cdr.feeds.iter().enumerate() {
         if let Err(err) = feed.validate() {
             problems.push((format!("cdr.feeds[{i}]"), err.to_string()));
+        }
+        if let Err(err) = feed.limits.over(limits).validate() {
+            problems.push((
+                format!("cdr.feeds[{i}].limits.{}", err.key()),
+                err.message().to_owned(),
+            ));
         }
         if !formats.contains_key(&feed.format) {
             problems.push((

@@ -244,6 +244,7 @@ pub fn ingestor(
         config.cdr.all_formats(),
         &config.cdr.feeds,
     )
+    .map(|ingestor| ingestor.with_limits(config.cdr.limits()))
     .map_err(|e| StartError::Cdr(e.to_string()))
 }
 

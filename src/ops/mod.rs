@@ -4,6 +4,7 @@ pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod occurrence;
+pub mod owner;
 pub mod status;
 pub mod systemd;
 pub mod telemetry;

@@ -18,6 +18,13 @@ pub fn print(
     follow: bool,
     out: &mut impl Write,
 ) -> Result<(), Error> {
+    // No outbox yet (a fresh data directory): nothing to show, and nothing is created.
+    while !dir.exists() {
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let mut next = match from {
         Some(p) => p,
         None => {

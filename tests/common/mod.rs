@@ -117,6 +117,10 @@ announcement = "long"
 
 [log]
 level = "debug"
+
+# The CDR fixtures are from 2024: the time window must reach back to them.
+[cdr.limits]
+max_past_days = 36500
 "#,
         data = data_dir.display(),
         tone = tone.display(),
