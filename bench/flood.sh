@@ -11,8 +11,8 @@
 #                        the untrusted rate limit (16 per 2 s) before any parsing;
 #   trusted              the ACL allows 127.0.0.0/8: a misbehaving trunk host, junk meets the
 #                        trusted limit (10,000/s) and what passes is parsed and answered.
-# The junk cycles through random bytes, a truncated INVITE, an OPTIONS from "friendly-scanner",
-# an INVITE without Call-ID and a request with a broken Content-Length.
+# The junk (examples/udp_flood.rs) cycles through random bytes, a truncated INVITE, an OPTIONS
+# from "friendly-scanner", an INVITE without Call-ID and a request with a broken Content-Length.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
@@ -32,7 +32,7 @@ on_deny = "reject"' ;;
   *) echo "FLOOD_FROM must be untrusted or trusted"; exit 1 ;;
 esac
 
-cargo build --release --quiet
+cargo build --release --quiet --bin calltrackd --example udp_flood
 cat > "$work/bench.toml" <<TOML
 data_dir = "$work/var"
 [sip]
@@ -78,39 +78,8 @@ cpu_before=$(cpu_ticks)
 started=$(date +%s.%N)
 
 # Runs a little longer than sipp so every call meets the flood.
-python3 - "$port" "$flood_rate" $((seconds + 2)) > "$work/flood.out" <<'PY' &
-import os, socket, sys, time
-port, rate, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.2", 0))
-me = "127.0.0.2:%d" % s.getsockname()[1]
-junk = [
-    os.urandom(200),
-    b"INVITE sip:+493055501000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP " + me.encode() + b"\r\n",
-    ("OPTIONS sip:100@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-scan\r\n"
-     "From: <sip:100@1.1.1.1>;tag=1\r\nTo: <sip:100@1.1.1.1>\r\nCall-ID: scan\r\nCSeq: 1 OPTIONS\r\n"
-     "User-Agent: friendly-scanner\r\nContent-Length: 0\r\n\r\n" % me).encode(),
-    ("INVITE sip:+493055501000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-x\r\n"
-     "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n" % me).encode(),
-    ("OPTIONS sip:1@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-y\r\n"
-     "Content-Length: 9999\r\n\r\nshort" % me).encode(),
-]
-dest = ("127.0.0.1", port)
-start, sent = time.monotonic(), 0
-while True:
-    now = time.monotonic() - start
-    if now >= secs:
-        break
-    due = int(now * rate)
-    while sent < due:
-        try:
-            s.sendto(junk[sent % len(junk)], dest)
-        except OSError:
-            pass
-        sent += 1
-    time.sleep(0.0005)
-print(sent, time.monotonic() - start)
-PY
+./target/release/examples/udp_flood 127.0.0.2 "127.0.0.1:$port" "$flood_rate" $((seconds + 2)) \
+  > "$work/flood.out" &
 flooder=$!
 sleep 1
 

@@ -278,3 +278,47 @@ fn stream_connections_and_messages_draw_from_the_same_trusted_bucket() {
         ) >= 1.0
     );
 }
+
+#[test]
+fn unacknowledged_finals_over_the_byte_budget_make_new_invites_503() {
+    // The smallest budget the config takes, put into the base config's [sip] table.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = base_config(&dir.path().join("var"))
+        .replace("[sip]\n", "[sip]\nmax_transaction_bytes = 65536\n");
+    let daemon = Daemon::start_with(dir, &format!("{config}\n{METRICS}"));
+    let caller = peer("127.0.0.1");
+    let local = caller.local_addr().unwrap();
+    // Padding in an echoed header makes each retained 302 about 1.5 KB: some 45 pass 64 KiB.
+    let pad = "x".repeat(1500);
+    let mut finals = Vec::new();
+    for i in 0..60 {
+        let invite = format!(
+            "INVITE sip:{QUIET_NUMBER}@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-b{i}\r\n\
+             From: <sip:x@127.0.0.1>;tag=b{i}\r\nTo: <sip:{QUIET_NUMBER}@127.0.0.1;pad={pad}>\r\nCall-ID: budget-{i}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        send(&caller, daemon.addr, &invite);
+        // Never ACKed: each 302 stays in the table (Timer G) for 32 s.
+        let got = responses(&caller, Duration::from_millis(150));
+        // Timer G resends earlier 302s meanwhile: only this INVITE's responses count.
+        let call_id = format!("Call-ID: budget-{i}\r\n");
+        let last = got
+            .iter()
+            .filter(|r| r.contains(&call_id))
+            .filter_map(|r| r.split(' ').nth(1)?.parse::<u16>().ok())
+            .rfind(|s| *s >= 200);
+        finals.push(last.unwrap_or(0));
+    }
+    let first_503 = finals.iter().position(|s| *s == 503).expect("a 503");
+    assert!(
+        (25..=55).contains(&first_503),
+        "about 64 KiB of 1.5 KB responses: {finals:?}"
+    );
+    assert!(finals[..first_503].iter().all(|s| *s == 302), "{finals:?}");
+    assert!(
+        finals[first_503..].iter().all(|s| *s == 503),
+        "nothing is freed before Timer H: {finals:?}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(metric(&daemon, "calltrackd_sip_transaction_budget_refusals_total") >= 1.0);
+}

@@ -556,6 +556,24 @@ mod tests {
     }
 
     #[test]
+    fn abuse_counters_exist_at_zero_for_every_label() {
+        let mut registry = registry();
+        let m = Metrics::register(&mut registry);
+        m.rate_limited(SourceLabel::Untrusted).inc();
+        let text = render(&registry);
+        for series in [
+            "calltrackd_sip_rate_limited_total{source=\"trusted\"} 0",
+            "calltrackd_sip_rate_limited_total{source=\"untrusted\"} 1",
+            "calltrackd_rtp_destinations_refused_total{reason=\"outside_networks\"} 0",
+            "calltrackd_rtp_destinations_refused_total{reason=\"stream_cap\"} 0",
+            "calltrackd_sip_scanners_dropped_total 0",
+            "calltrackd_sip_transaction_budget_refusals_total 0",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+    }
+
+    #[test]
     fn raise_to_mirrors_a_core_total() {
         let c = Counter::default();
         raise_to(&c, 5);

@@ -1,5 +1,5 @@
 //! The UDP transport shell (RFC 3261 §18): one socket per listen address, datagrams checked
-//! against the ACL and the per-source rate limit, framed (octets after Content-Length ignored, §18.3) and handed to the edge.
+//! against the ACL, framed (octets after Content-Length ignored, §18.3) and handed to the edge.
 
 use std::sync::Arc;
 
