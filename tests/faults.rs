@@ -13,24 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::tansu::{Tansu, consume_while};
+use common::tansu::{TOPIC, Tansu, broker, consume_while};
 use common::uac::Uac;
 use common::*;
-
-const TOPIC: &str = "call-events";
-
-fn broker() -> Tansu {
-    let t = Tansu::start();
-    t.create_topic(TOPIC, 3);
-    t
-}
-
-fn kafka_config(t: &Tansu) -> String {
-    format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{TOPIC}\"\n[kafka.properties]\n\"reconnect.backoff.max.ms\" = \"500\"\n",
-        t.bootstrap()
-    )
-}
 
 fn event_ids(events: &[serde_json::Value]) -> HashSet<String> {
     events
@@ -94,7 +79,7 @@ fn broker_sigkilled_mid_load_every_event_reaches_the_topic() {
     const CALLS: usize = 300;
     let started = Instant::now();
     let mut t = broker();
-    let daemon = Daemon::start(&kafka_config(&t));
+    let daemon = Daemon::start(&t.daemon_config());
     let addr = daemon.addr;
     let calls = std::thread::spawn(move || {
         let n = CALLS.to_string();
@@ -556,20 +541,10 @@ fn damaged_segments_and_position_files_are_skipped_counted_and_delivery_continue
     let t = broker();
     let extra = format!(
         "{}\n[outbox]\nsegment_bytes = 4096\n\n[ops]\nmetrics_listen = \"127.0.0.1:0\"\n",
-        kafka_config(&t)
+        t.daemon_config()
     );
     let mut daemon = Daemon::start(&extra);
-    let place = |daemon: &Daemon, n: u32| {
-        let n = n.to_string();
-        let out = sipp(
-            "uac_redirect.xml",
-            "u1",
-            daemon.addr,
-            QUIET_NUMBER,
-            &["-m", &n, "-r", "50", "-l", &n],
-        );
-        assert_sipp_ok(&out, "calls");
-    };
+    let place = |daemon: &Daemon, n: u32| place_calls(daemon, QUIET_NUMBER, n, 50, "calls");
     place(&daemon, 40);
     let first = event_ids(&daemon.wait_events(80));
     assert!(

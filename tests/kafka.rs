@@ -9,36 +9,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::tansu::{Msg, Tansu, consume};
+use common::tansu::{Msg, TOPIC, broker, consume};
 use common::*;
-
-const TOPIC: &str = "call-events";
-
-fn kafka_config(t: &Tansu) -> String {
-    format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{TOPIC}\"\n[kafka.properties]\n\"reconnect.backoff.max.ms\" = \"500\"\n",
-        t.bootstrap()
-    )
-}
-
-/// sipp places `calls` announced-or-quiet calls at `rate` per second and all must succeed.
-fn place_calls(daemon: &Daemon, number: &str, calls: u32, rate: u32, what: &str) {
-    let (calls, rate) = (calls.to_string(), rate.to_string());
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        number,
-        &["-m", &calls, "-r", &rate, "-l", &calls],
-    );
-    assert_sipp_ok(&out, what);
-}
-
-fn broker() -> Tansu {
-    let t = Tansu::start();
-    t.create_topic(TOPIC, 3);
-    t
-}
 
 fn payloads(msgs: &[Msg]) -> Vec<serde_json::Value> {
     msgs.iter()
@@ -92,7 +64,7 @@ fn check_delivery(outbox: &[serde_json::Value], msgs: &[Msg]) -> usize {
 #[test]
 fn every_call_event_reaches_kafka_once_with_its_headers() {
     let t = broker();
-    let daemon = Daemon::start(&kafka_config(&t));
+    let daemon = Daemon::start(&t.daemon_config());
     place_calls(&daemon, POOL_NUMBER, 10, 20, "10 calls");
     let outbox = daemon.wait_events(30);
     assert_eq!(outbox.len(), 30);
@@ -133,7 +105,7 @@ fn schema_registry_framing_and_cloudevents_headers_reach_a_consumer() {
     let registry = common::registry::Registry::start();
     let config = format!(
         "{}[kafka.schema_registry]\nurl = \"{}\"\n",
-        kafka_config(&t),
+        t.daemon_config(),
         registry.url()
     );
     let daemon = Daemon::start(&config);
@@ -171,7 +143,7 @@ fn schema_registry_framing_and_cloudevents_headers_reach_a_consumer() {
 #[test]
 fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
     let mut t = broker();
-    let daemon = Daemon::start(&kafka_config(&t));
+    let daemon = Daemon::start(&t.daemon_config());
     place_calls(&daemon, QUIET_NUMBER, 10, 20, "calls before the outage");
     daemon.wait_events(20);
     t.stop();
@@ -187,7 +159,7 @@ fn broker_outage_loses_nothing_and_the_edge_keeps_serving() {
 #[test]
 fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     let t = broker();
-    let daemon = Daemon::start(&kafka_config(&t));
+    let daemon = Daemon::start(&t.daemon_config());
     place_calls(&daemon, QUIET_NUMBER, 20, 40, "calls before the kill");
     daemon.wait_events(40);
     let daemon = daemon.crash_and_restart();

@@ -9,24 +9,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::tansu::{Msg, Tansu, consume_while};
+use common::tansu::{Msg, TOPIC, broker, consume_while};
 use common::uac::Uac;
 use common::*;
 
-const TOPIC: &str = "call-events";
 const METRICS: &str = "[ops]\nmetrics_listen = \"127.0.0.1:0\"\n";
-
-fn place_quiet_calls(daemon: &Daemon, calls: u32) {
-    let n = calls.to_string();
-    let out = sipp(
-        "uac_redirect.xml",
-        "u1",
-        daemon.addr,
-        QUIET_NUMBER,
-        &["-m", &n, "-r", "20", "-l", &n],
-    );
-    assert_sipp_ok(&out, "quiet calls");
-}
 
 /// Polls `path` until its response contains `needle` (bounded); the last response.
 fn wait_http(daemon: &Daemon, path: &str, needle: &str, limit: Duration) -> String {
@@ -52,14 +39,9 @@ fn metric(daemon: &Daemon, line_start: &str) -> f64 {
 
 #[test]
 fn a_forwarder_that_fails_on_its_position_file_is_restarted_and_delivers_every_event() {
-    let t = Tansu::start();
-    t.create_topic(TOPIC, 3);
-    let kafka = format!(
-        "[kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{TOPIC}\"\n[kafka.properties]\n\"reconnect.backoff.max.ms\" = \"500\"\n",
-        t.bootstrap()
-    );
-    let daemon = Daemon::start(&format!("{kafka}{METRICS}"));
-    place_quiet_calls(&daemon, 10);
+    let t = broker();
+    let daemon = Daemon::start(&format!("{}{METRICS}", t.daemon_config()));
+    place_calls(&daemon, QUIET_NUMBER, 10, 20, "quiet calls");
     assert_eq!(daemon.wait_events(20).len(), 20);
     assert!(
         wait_http(&daemon, "/ready", "ready\n", Duration::from_secs(30))
@@ -71,7 +53,7 @@ fn a_forwarder_that_fails_on_its_position_file_is_restarted_and_delivers_every_e
     let aside = daemon.data_dir().join("outbox/readers.aside");
     std::fs::rename(&readers, &aside).unwrap();
     std::fs::write(&readers, b"not a directory").unwrap();
-    place_quiet_calls(&daemon, 10);
+    place_calls(&daemon, QUIET_NUMBER, 10, 20, "quiet calls");
     let failures = "calltrackd_task_failures_total{task=\"kafka forwarder\",kind=\"error\"}";
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(&daemon, failures) < 1.0 && Instant::now() < deadline {
@@ -100,7 +82,7 @@ fn a_forwarder_that_fails_on_its_position_file_is_restarted_and_delivers_every_e
     // Repaired: the next restart delivers the rest, nothing lost.
     std::fs::remove_file(&readers).unwrap();
     std::fs::rename(&aside, &readers).unwrap();
-    place_quiet_calls(&daemon, 5);
+    place_calls(&daemon, QUIET_NUMBER, 5, 20, "quiet calls");
     let outbox = daemon.wait_events(50);
     assert_eq!(outbox.len(), 50);
     let want: HashSet<&str> = outbox
@@ -156,7 +138,7 @@ fn ready_reports_a_stalled_delivery_and_a_full_outbox_while_health_stays_ok() {
         ready.starts_with("HTTP/1.0 200"),
         "nothing waits yet: {ready}"
     );
-    place_quiet_calls(&daemon, 2);
+    place_calls(&daemon, QUIET_NUMBER, 2, 20, "quiet calls");
     let ready = wait_http(
         &daemon,
         "/ready",

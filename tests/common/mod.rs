@@ -456,6 +456,19 @@ pub fn sipp(
         .expect("sipp must be installed (Debian package sip-tester)")
 }
 
+/// sipp places `calls` calls to `number` over UDP at `rate` per second; all must get their 302.
+pub fn place_calls(daemon: &Daemon, number: &str, calls: u32, rate: u32, what: &str) {
+    let (calls, rate) = (calls.to_string(), rate.to_string());
+    let out = sipp(
+        "uac_redirect.xml",
+        "u1",
+        daemon.addr,
+        number,
+        &["-m", &calls, "-r", &rate, "-l", &calls],
+    );
+    assert_sipp_ok(&out, what);
+}
+
 pub fn assert_sipp_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),

@@ -231,6 +231,26 @@ impl Msg {
     }
 }
 
+/// The topic the daemon tests deliver to.
+pub const TOPIC: &str = "call-events";
+
+/// A broker with `TOPIC` in three partitions.
+pub fn broker() -> Tansu {
+    let t = Tansu::start();
+    t.create_topic(TOPIC, 3);
+    t
+}
+
+impl Tansu {
+    /// The daemon's `[kafka]` section for this broker and `TOPIC`, reconnecting within 500 ms.
+    pub fn daemon_config(&self) -> String {
+        format!(
+            "[kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{TOPIC}\"\n[kafka.properties]\n\"reconnect.backoff.max.ms\" = \"500\"\n",
+            self.bootstrap()
+        )
+    }
+}
+
 /// Reads `topic` from the beginning of every partition (`assign`, no group join: tansu's group
 /// protocol is slow) until `want` messages arrived or `timeout` passed; returns what it got,
 /// in arrival order (which is offset order within each partition).
