@@ -70,8 +70,9 @@ fn default_max_sources() -> usize {
     65_536
 }
 /// Tool names from the User-Agent headers of SIP scanners seen in the wild (SIPVicious'
-/// "friendly-scanner", sipcli, sip-scan, VaxSIPUserAgent, PPLSIP, sundayddr, iWar, SIVuS, Gulp,
-/// sipv, smap, …).
+/// "friendly-scanner", sipcli, sip-scan, VaxSIPUserAgent, PPLSIP, sundayddr, iWar, SIVuS, smap,
+/// …). Not sipsak: operators and Kamailio's own docs use it for OPTIONS monitoring pings. Short
+/// fragments ("sipv", "gulp") are left out: as substrings they would catch real user agents.
 fn default_scanner_agents() -> Vec<String> {
     [
         "friendly-scanner",
@@ -83,10 +84,7 @@ fn default_scanner_agents() -> Vec<String> {
         "sundayddr",
         "iwar",
         "sivus",
-        "gulp",
-        "sipv",
         "smap",
-        "sipsak",
         "sipscan",
     ]
     .into_iter()
