@@ -315,7 +315,7 @@ fn a_real_prometheus_scrapes_the_endpoint_and_loads_the_rules() {
         assert!(Instant::now() < deadline, "rules not evaluated: {rules}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(rules.as_array().unwrap().len(), 9);
+    assert_eq!(rules.as_array().unwrap().len(), 11);
 }
 
 /// A child process that goes when the test ends, passed or failed.
