@@ -97,6 +97,7 @@ impl Handler for Source {
                 bytes: usage.map_or(0, |u| u.bytes),
                 max_bytes: usage.map_or(0, |u| u.max_bytes),
                 poisoned: usage.is_none_or(|u| u.poisoned),
+                no_space: usage.is_some_and(|u| u.no_space),
                 depth,
                 lag_seconds,
             },

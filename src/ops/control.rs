@@ -281,6 +281,7 @@ mod tests {
                     bytes: 900,
                     max_bytes: 1000,
                     poisoned: false,
+                    no_space: false,
                     depth: 0,
                     lag_seconds: 0,
                 },

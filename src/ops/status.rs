@@ -59,6 +59,9 @@ pub struct OutboxStatus {
     pub max_bytes: u64,
     /// Writes fail until a restart (a failed fsync).
     pub poisoned: bool,
+    /// A write hit ENOSPC; calls get 503 until the file system has room again.
+    #[serde(default)]
+    pub no_space: bool,
     /// Events not yet delivered to Kafka (0 without Kafka).
     pub depth: u64,
     /// Seconds since Kafka last acknowledged an event while some wait; 0 when none wait.
@@ -116,6 +119,8 @@ impl fmt::Display for Status {
             o.max_bytes,
             if o.poisoned {
                 " (POISONED: restart)"
+            } else if o.no_space {
+                " (FILE SYSTEM FULL: calls get 503)"
             } else {
                 ""
             },
