@@ -200,7 +200,15 @@ impl Normalizer {
         if !parsed.is_valid() {
             return Err(NumberError::Invalid);
         }
-        E164::from_parsed(&parsed)
+        let number = E164::from_parsed(&parsed)?;
+        // `phonenumber` reads some digits differently after `+` than after an international
+        // prefix (it strips Russia's national prefix 8 from `+78…`, not from `0078…`). Only what
+        // the `+` reading gives back is canonical; anything else would give one number two
+        // identities (two pseudonyms) and text that `FromStr` refuses when read back.
+        if !plus && number.as_str().parse::<E164>().as_ref() != Ok(&number) {
+            return Err(NumberError::Invalid);
+        }
+        Ok(number)
     }
 }
 
@@ -275,6 +283,24 @@ mod tests {
 
     fn de() -> Normalizer {
         Normalizer::new("DE").unwrap()
+    }
+
+    #[test]
+    fn a_number_read_differently_after_plus_than_after_00_is_refused_in_both_forms() {
+        // Found by fuzz/ (cdr_row): `0078355512000` became +78355512000, which the `+` reading
+        // (and so `FromStr`, when stored values are read back) refuses: `phonenumber` strips
+        // Russia's national prefix 8 after `+7` but not after `007`.
+        for raw in ["0078355512000", "+78355512000"] {
+            assert_eq!(de().normalize(raw), Err(NumberError::Invalid), "{raw}");
+        }
+        // Prefix forms of a number both readings agree on still meet in one value.
+        for raw in ["0073512345678", "+73512345678"] {
+            assert_eq!(
+                de().normalize(raw).unwrap().as_str(),
+                "+73512345678",
+                "{raw}"
+            );
+        }
     }
 
     #[test]
