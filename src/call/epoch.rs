@@ -20,6 +20,19 @@ pub enum Rotation {
 
 impl Rotation {
     /// The key id of the epoch that contains `at` (UTC).
+    /// The first day of the epoch containing `at`: orders epochs without formatting key ids
+    /// (the per-row future-epoch check of CDR ingest).
+    pub fn first_day(self, at: DateTime<Utc>) -> NaiveDate {
+        let day = at.date_naive();
+        match self {
+            Self::Daily => day,
+            Self::Weekly => {
+                day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()))
+            }
+            Self::Monthly => day.with_day(1).unwrap_or(day),
+        }
+    }
+
     pub fn key_id(self, at: DateTime<Utc>) -> String {
         let day = at.date_naive();
         match self {
@@ -90,6 +103,21 @@ mod tests {
             "x",
         ] {
             assert_eq!(start(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn first_day_is_the_start_of_the_key_id_epoch() {
+        for rotation in [Rotation::Daily, Rotation::Weekly, Rotation::Monthly] {
+            // Every day across a year boundary and an ISO week 53 (2026-W53).
+            for day in 0..400 {
+                let t = at(2026, 6, 1, 13) + chrono::Duration::days(day);
+                assert_eq!(
+                    Some(rotation.first_day(t)),
+                    start(&rotation.key_id(t)),
+                    "{rotation:?} at {t}"
+                );
+            }
         }
     }
 

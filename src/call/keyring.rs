@@ -198,10 +198,10 @@ impl Keyring {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Pseudonym, KeyError> {
-        let key_id = self.key_id(at);
-        if self.is_future(&key_id, now) {
+        if self.rotation.first_day(at) > self.rotation.first_day(now) {
             return Err(KeyError::FutureEpoch);
         }
+        let key_id = self.key_id(at);
         let secret = self.secret(&key_id)?;
         let value = secret.1.derive(purpose, input);
         Ok(Pseudonym { key_id, value })

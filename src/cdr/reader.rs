@@ -111,8 +111,7 @@ pub struct Reader {
     split: Splitter<BufReader<Source>>,
     /// `None` for an empty file (no header to resolve columns against).
     mapper: Option<Mapper>,
-    delimiter: u8,
-    quote: u8,
+    parser: RecordParser,
     limits: Limits,
     skip_until: u64,
     record: ByteRecord,
@@ -170,6 +169,7 @@ impl Reader {
             (false, None) => (splitter(Source::Plain(File::open(path)?), None), None),
         };
         let mut record = ByteRecord::new();
+        let mut parser = RecordParser::new(delimiter, quote);
         let mut header_held = false;
         let mapper = if format.has_header {
             let mut head = match base {
@@ -177,7 +177,7 @@ impl Reader {
                 Some(_) => Some(splitter(Source::Plain(File::open(path)?), None)),
             };
             let from = head.as_mut().unwrap_or(&mut split);
-            let header = next_record(from, delimiter, quote, &mut record).map_err(|e| match e {
+            let header = next_record(from, &mut parser, &mut record).map_err(|e| match e {
                 // A gzip bomb in the header line is refused like one in any other line.
                 ReadError::Io(io) => {
                     gzip::bound_of(&io).map_or(ReadError::Io(io), ReadError::Header)
@@ -196,8 +196,7 @@ impl Reader {
         Ok(Self {
             split,
             mapper,
-            delimiter,
-            quote,
+            parser,
             limits,
             skip_until: if gzip {
                 resume.map_or(0, |r| r.offset)
@@ -255,7 +254,7 @@ impl Reader {
             } = split;
             let result = match record {
                 Ok(bytes) => {
-                    if !parse(&bytes, self.delimiter, self.quote, &mut self.record)? {
+                    if !self.parser.parse(&bytes, &mut self.record) {
                         // A blank line: no record, as the csv crate reads it.
                         continue;
                     }
@@ -304,14 +303,13 @@ impl Iterator for Reader {
 /// The next record of `split` parsed into `record`; `Some(Err)` when a bound cut it.
 fn next_record<R: io::BufRead>(
     split: &mut Splitter<R>,
-    delimiter: u8,
-    quote: u8,
+    parser: &mut RecordParser,
     record: &mut ByteRecord,
 ) -> Result<Option<Result<(), Bound>>, ReadError> {
     while let Some(s) = split.next_split()? {
         match s.record {
             Ok(bytes) => {
-                if parse(&bytes, delimiter, quote, record)? {
+                if parser.parse(&bytes, record) {
                     return Ok(Some(Ok(())));
                 }
             }
@@ -321,20 +319,65 @@ fn next_record<R: io::BufRead>(
     Ok(None)
 }
 
-/// Parses one record's bytes (already cut and bounded) into `record`; false for a blank line.
-fn parse(bytes: &[u8], delimiter: u8, quote: u8, record: &mut ByteRecord) -> csv::Result<bool> {
-    csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quote(quote)
-        .has_headers(false)
-        // The splitter cut at an LF outside quotes; any CR before it stays in the last cell,
-        // where the mapper trims it, exactly as with CRLF files before.
-        .terminator(csv::Terminator::Any(b'\n'))
-        // Short rows are quarantined per row instead of failing the file.
-        .flexible(true)
-        .buffer_capacity(bytes.len().clamp(64, 64 * 1024))
-        .from_reader(bytes)
-        .read_byte_record(record)
+/// Parses one record's bytes (already cut and bounded) into fields. Built once per file: a
+/// `csv` reader per record spent half of ingest building its state machine.
+struct RecordParser {
+    core: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl RecordParser {
+    fn new(delimiter: u8, quote: u8) -> Self {
+        Self {
+            core: csv_core::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .quote(quote)
+                // The splitter cut at an LF outside quotes; any CR before it stays in the last
+                // cell, where the mapper trims it, exactly as with CRLF files before.
+                .terminator(csv_core::Terminator::Any(b'\n'))
+                .build(),
+            out: vec![0; 1024],
+            ends: vec![0; 64],
+        }
+    }
+
+    /// `bytes` into `record`; false for a blank line (no record, as the csv crate reads it).
+    /// Short and long rows are kept as they are: the mapper quarantines them per row.
+    fn parse(&mut self, bytes: &[u8], record: &mut ByteRecord) -> bool {
+        use csv_core::ReadRecordResult;
+        self.core.reset();
+        let (mut input, mut out_len, mut ends_len) = (bytes, 0, 0);
+        loop {
+            let (result, nin, nout, nend) =
+                self.core
+                    .read_record(input, &mut self.out[out_len..], &mut self.ends[ends_len..]);
+            input = &input[nin..];
+            out_len += nout;
+            ends_len += nend;
+            match result {
+                // All of the record's bytes are in; the empty input that follows ends it.
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    let grown = self.out.len() * 2;
+                    self.out.resize(grown, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let grown = self.ends.len() * 2;
+                    self.ends.resize(grown, 0);
+                }
+                ReadRecordResult::Record => break,
+                ReadRecordResult::End => return false,
+            }
+        }
+        record.clear();
+        let mut start = 0;
+        for &end in &self.ends[..ends_len] {
+            record.push_field(&self.out[start..end]);
+            start = end;
+        }
+        true
+    }
 }
 
 fn ascii_byte(c: char) -> u8 {
