@@ -213,26 +213,12 @@ fn malformed_rows_are_quarantined_and_the_rest_ingested() {
     }
 }
 
-fn write_bulk(path: &Path, rows: usize) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(f, "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group").unwrap();
-    for i in 0..rows {
-        writeln!(
-            f,
-            "B{i:07},,2026-11-24T06:00:00Z,2026-11-24T06:00:03Z,2026-11-24T06:02:03Z,120000,+49176{:08},+493055511000,200,tg",
-            i % 100_000_000
-        )
-        .unwrap();
-    }
-}
-
 #[test]
 fn killed_mid_file_the_daemon_resumes_and_every_row_lands_exactly_once() {
     const ROWS: usize = 100_000;
     let staging = tempfile::tempdir().unwrap();
     let bulk = staging.path().join("bulk.csv");
-    write_bulk(&bulk, ROWS);
+    write_bulk(&bulk, ROWS, "+49176");
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     std::fs::create_dir_all(&spool).unwrap();

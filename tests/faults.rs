@@ -133,19 +133,6 @@ fn cdr_feed(spool: &Path) -> String {
     )
 }
 
-fn write_bulk(path: &Path, rows: usize) {
-    use std::io::Write;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(f, "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group").unwrap();
-    for i in 0..rows {
-        writeln!(
-            f,
-            "B{i:07},,2026-11-24T06:00:00Z,2026-11-24T06:00:03Z,2026-11-24T06:02:03Z,120000,+49175{i:08},+493055511000,200,tg"
-        )
-        .unwrap();
-    }
-}
-
 /// The call key the daemon derives from a Call-ID: `hex(HMAC-SHA256(key, "call-key" 0x00
 /// call-id)[..16])` under the key named by the event's `key_id` (see `call::pseudonym`).
 fn call_key(data_dir: &Path, key_id: &str, call_id: &str) -> String {
@@ -205,7 +192,7 @@ fn daemon_sigkilled_mid_load_and_mid_cdr_file_keeps_every_redirected_call_and_ev
     let started = Instant::now();
     let staging = tempfile::tempdir().unwrap();
     let bulk = staging.path().join("bulk.csv");
-    write_bulk(&bulk, ROWS);
+    write_bulk(&bulk, ROWS, "+49175");
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     std::fs::create_dir_all(&spool).unwrap();

@@ -456,6 +456,21 @@ pub fn sipp(
         .expect("sipp must be installed (Debian package sip-tester)")
 }
 
+/// A sipcarrier-csv file of `rows` answered calls to +493055511000, each from its own caller
+/// (`caller_prefix` and eight digits of the row number; `rows` stays below 10^8).
+pub fn write_bulk(path: &Path, rows: usize, caller_prefix: &str) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "cdr_id,call_id,setup_time,connect_time,disconnect_time,duration_ms,from_number,to_number,sip_status,trunk_group").unwrap();
+    for i in 0..rows {
+        writeln!(
+            f,
+            "B{i:07},,2026-11-24T06:00:00Z,2026-11-24T06:00:03Z,2026-11-24T06:02:03Z,120000,{caller_prefix}{i:08},+493055511000,200,tg"
+        )
+        .unwrap();
+    }
+}
+
 /// sipp places `calls` calls to `number` over UDP at `rate` per second; all must get their 302.
 pub fn place_calls(daemon: &Daemon, number: &str, calls: u32, rate: u32, what: &str) {
     let (calls, rate) = (calls.to_string(), rate.to_string());
