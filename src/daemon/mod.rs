@@ -75,6 +75,9 @@ pub enum StartError {
     Control(#[from] ops::control::ControlError),
 }
 
+/// The Kafka forwarder's task name on the supervision board (`status` looks it up).
+const FORWARDER: &str = "kafka forwarder";
+
 /// Everything the daemon opened, ready to serve.
 pub struct Daemon {
     edge: Arc<Edge>,
@@ -727,7 +730,7 @@ impl Daemon {
         let forwarder = match (self.forwarder.take(), &self.config.kafka) {
             (Some(first), Some(kafka)) => Some(tokio::spawn(supervise(
                 &board,
-                "kafka forwarder",
+                FORWARDER,
                 Role::Ready,
                 stop_forwarder.clone(),
                 forwarder_runs(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use super::FORWARDER;
 use super::ready::Ready;
 use super::supervise::Board;
 use crate::call::Recorder;
@@ -18,9 +19,6 @@ use crate::ops::status::{
 use crate::outbox::Outbox;
 use crate::sink::Stats;
 use crate::sip::edge::Edge;
-
-/// The forwarder's task name on the board.
-const FORWARDER: &str = "kafka forwarder";
 
 pub(super) struct Source {
     pub started: std::time::Instant,
