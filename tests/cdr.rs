@@ -639,7 +639,12 @@ fn feeds_move_ingested_files_into_their_raw_store_and_the_daemon_purges_them_at_
     let store = daemon.data_dir().join("cdr/raw/carrier");
     let stored = store.join("moved.csv");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !stored.exists() || daemon.events().len() < 17 {
+    // The log line follows the kept file's final checkpoint: `restart` is a SIGKILL, and a
+    // kill between its events and its checkpoint would leave it for the next hourly purge.
+    while !stored.exists()
+        || daemon.events().len() < 17
+        || !daemon.log().contains("CDR file ingested. feed=kept")
+    {
         assert!(Instant::now() < deadline, "not ingested:\n{}", daemon.log());
         std::thread::sleep(Duration::from_millis(50));
     }
