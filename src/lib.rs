@@ -6,6 +6,7 @@ pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod evidence;
+pub mod flow;
 pub mod media;
 pub mod ops;
 pub mod outbox;

@@ -10,6 +10,7 @@ pub mod epoch;
 pub mod event;
 pub mod keyring;
 pub mod manifest;
+pub mod notice;
 pub mod number;
 pub mod precision;
 pub mod privacy;
@@ -27,9 +28,10 @@ pub use event::{
     Disclosure, Disposition, EventError, EventType, Hook, Outcome, SCHEMA_VERSION, Seconds,
 };
 pub use keyring::{KeyError, KeyInfo, Keyring};
+pub use notice::{Cut, Notice};
 pub use number::{E164, Normalizer, NumberError};
 pub use precision::TimePrecision;
 pub use privacy::{CallerPolicy, Grounds, Policy, informed, minimize};
 pub use pseudonym::{Pseudonym, Purpose};
-pub use recorder::{Observed, Recorder};
+pub use recorder::{Observation, Observed, Recorder};
 pub use region::region;

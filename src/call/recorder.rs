@@ -12,7 +12,8 @@ use super::privacy::Grounds;
 use super::suppression::{Standing, Suppression};
 use super::{
     CallEvent, CallerFields, CallerIdentity, CallerInput, Common, Consent, Disclosed, Disclosure,
-    E164, KeyError, Keyring, Normalizer, Policy, Pseudonym, Purpose, Seconds, identify, minimize,
+    E164, KeyError, Keyring, Normalizer, Notice, Policy, Pseudonym, Purpose, Seconds, identify,
+    minimize,
 };
 use super::{Completed, Correlation, Disposition, TimePrecision};
 
@@ -59,6 +60,29 @@ impl std::fmt::Debug for CdrFacts<'_> {
             .field("ended", &self.ended.is_some())
             .field("duration_seconds", &self.duration_seconds)
             .field("disposition", &self.disposition)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the SIP side knows of one call when its events are made, raw: `observe` minimizes it.
+///
+/// `Debug` names the campaign and the notice only.
+pub struct Observation<'a> {
+    /// The SIP Call-ID.
+    pub call_id: &'a str,
+    pub identity: &'a CallerIdentity,
+    pub campaign_id: &'a str,
+    pub tracking_number: &'a E164,
+    /// When the INVITE arrived: the key epoch of every event of the call.
+    pub at: DateTime<Utc>,
+    pub notice: Notice,
+}
+
+impl std::fmt::Debug for Observation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observation")
+            .field("campaign_id", &self.campaign_id)
+            .field("notice", &self.notice)
             .finish_non_exhaustive()
     }
 }
@@ -311,52 +335,37 @@ impl Recorder {
         identify(caller, &self.normalizer)
     }
 
-    /// Pseudonymizes one call. `call_id` is the SIP Call-ID; it only ever leaves as a keyed hash.
-    /// The caller keeps an identifier only when `informed` (see `privacy::informed`) and not
-    /// objecting; a fresh objection goes on the suppression list, and a caller already on it is
+    /// Pseudonymizes one call. The Call-ID only ever leaves as a keyed hash. The caller keeps an
+    /// identifier only when the notice informed them (see `Notice::informed`) and they did not
+    /// object; a fresh objection goes on the suppression list, and a caller already on it is
     /// recorded as `objected_earlier`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn observe(
-        &self,
-        call_id: &str,
-        identity: &CallerIdentity,
-        disclosure: Disclosure,
-        consent: Option<Consent>,
-        informed: bool,
-        campaign_id: &str,
-        tracking_number: &E164,
-        at: DateTime<Utc>,
-    ) -> Result<Observed, KeyError> {
-        let standing = self.standing(identity);
-        let consent = match consent {
+    pub fn observe(&self, call: &Observation<'_>) -> Result<Observed, KeyError> {
+        let standing = self.standing(call.identity);
+        let consent = match call.notice.consent() {
             Some(Consent::Objected) => {
-                self.remember_objection(identity);
+                self.remember_objection(call.identity);
                 Some(Consent::Objected)
             }
             _ if standing.objected => Some(Consent::ObjectedEarlier),
             other => other,
         };
         let grounds = Grounds {
-            informed,
+            informed: call.notice.informed(),
             consent,
             restricted: standing.restricted,
         };
-        let caller = minimize(
-            identity,
-            grounds,
-            &self.policy(campaign_id),
-            &self.keyring,
-            at,
-        )?;
+        let at = call.at;
+        let policy = self.policy(call.campaign_id);
+        let caller = minimize(call.identity, grounds, &policy, &self.keyring, at)?;
         let call_key = self
             .keyring
-            .pseudonymize(Purpose::CallKey, call_id.as_bytes(), at)?;
+            .pseudonymize(Purpose::CallKey, call.call_id.as_bytes(), at)?;
         Ok(Observed {
             call_key,
-            campaign_id: campaign_id.to_owned(),
-            tracking_number: tracking_number.clone(),
+            campaign_id: call.campaign_id.to_owned(),
+            tracking_number: call.tracking_number.clone(),
             caller,
-            disclosure,
+            disclosure: call.notice.disclosure(),
             consent,
             precision: self.precision,
         })

@@ -13,7 +13,7 @@ pub mod wav;
 
 pub use dtmf::DtmfDetector;
 pub use g711::Codec;
-pub use player::{PlayOutcome, play};
+pub use player::{PlayEnd, PlayOutcome, play};
 pub use ports::{PortLease, PortPool};
 pub use rtp::Packetizer;
 pub use sdp::{Answer, Direction, LocalMedia, Offer, SdpError, negotiate};

@@ -36,19 +36,26 @@ const MAX_RECV_ERRORS: u32 = 64;
 /// Larger than any RTP packet a trunk sends (Ethernet MTU).
 const RECV_BUF: usize = 1500;
 
-/// How a playback ended. Exactly one of `complete`, `objected` and `cancelled` is true.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a playback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlayOutcome {
     /// Audio sent: packets × 20 ms (media time, not wall-clock time).
     pub played: Duration,
-    /// The whole announcement was sent and its last packet's time has passed.
-    pub complete: bool,
-    /// The caller pressed the objection key.
-    pub objected: bool,
-    /// The call went away (CANCEL, timeout, shutdown).
-    pub cancelled: bool,
+    pub end: PlayEnd,
     /// Packets ignored because they came from other than the caller's latched stream.
     pub foreign_packets: u64,
+}
+
+/// Why a playback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayEnd {
+    /// The whole announcement was sent and its last packet's time has passed.
+    Complete,
+    /// The caller pressed the objection key in the RTP stream.
+    Objected,
+    /// The cancel token fired (CANCEL, an objection by SIP INFO, a PRACK timeout, shutdown):
+    /// whoever fired it knows which.
+    Stopped,
 }
 
 /// Absolute-deadline schedule for packets (sans-IO: takes `now`, returns deadlines).
@@ -105,21 +112,17 @@ pub async fn play(
     let mut listening = true;
     let mut recv_errors = 0u32;
     let mut send_failed = false;
-    let mut outcome = PlayOutcome::default();
+    let mut foreign_packets = 0;
 
-    loop {
+    let end = loop {
         tokio::select! {
             // Cancel first so a torn-down call stops within one tick; sending before
             // receiving so a flood of inbound packets cannot delay our audio.
             biased;
-            () = cancel.cancelled() => {
-                outcome.cancelled = true;
-                break;
-            }
+            () = cancel.cancelled() => break PlayEnd::Stopped,
             () = sleep_until(pacer.deadline()) => {
                 let Some(packet) = packets.next() else {
-                    outcome.complete = true;
-                    break;
+                    break PlayEnd::Complete;
                 };
                 if socket.send_to(&packet, remote).await.is_err() && !send_failed {
                     // Logged once: an unreachable peer would otherwise log 50 lines a second.
@@ -133,13 +136,12 @@ pub async fn play(
                     recv_errors = 0;
                     let packet = buf.get(..n).unwrap_or_default();
                     if !latch.accepts(from, packet) {
-                        outcome.foreign_packets += 1;
+                        foreign_packets += 1;
                         continue;
                     }
                     let key = te_pt.and_then(|pt| detector.on_rtp(packet, pt));
                     if key == Some(objection_digit) {
-                        outcome.objected = true;
-                        break;
+                        break PlayEnd::Objected;
                     }
                 }
                 Err(_) => {
@@ -151,9 +153,12 @@ pub async fn play(
                 }
             },
         }
+    };
+    PlayOutcome {
+        played: PTIME * u32::try_from(packets.sent()).unwrap_or(u32::MAX),
+        end,
+        foreign_packets,
     }
-    outcome.played = PTIME * u32::try_from(packets.sent()).unwrap_or(u32::MAX);
-    outcome
 }
 
 #[cfg(test)]

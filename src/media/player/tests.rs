@@ -79,7 +79,7 @@ async fn one_second_announcement_is_fifty_paced_ordered_packets() {
     let last_at = before.elapsed();
     let outcome = tokio::time::timeout(GUARD, player).await.unwrap().unwrap();
 
-    assert!(outcome.complete && !outcome.objected && !outcome.cancelled);
+    assert_eq!(outcome.end, PlayEnd::Complete);
     assert_eq!(outcome.played, Duration::from_secs(1));
     for (i, h) in headers.iter().enumerate() {
         assert_eq!(h.pt, 0);
@@ -112,7 +112,7 @@ async fn cancel_stops_playback_within_one_tick() {
     let cancelled_at = Instant::now();
     cancel.cancel();
     let outcome = player.await.unwrap();
-    assert!(outcome.cancelled && !outcome.complete && !outcome.objected);
+    assert_eq!(outcome.end, PlayEnd::Stopped);
     assert!(
         cancelled_at.elapsed() < PTIME,
         "{:?}",
@@ -154,7 +154,7 @@ async fn objection_key_stops_playback_and_is_reported() {
             .unwrap();
     }
     let outcome = tokio::time::timeout(GUARD, player).await.unwrap().unwrap();
-    assert!(outcome.objected && !outcome.complete && !outcome.cancelled);
+    assert_eq!(outcome.end, PlayEnd::Objected);
     assert!(
         outcome.played < Duration::from_secs(5),
         "{:?}",
@@ -189,7 +189,7 @@ async fn other_keys_and_voice_do_not_object() {
     voice[1] = 0;
     theirs.send_to(&voice, our_addr).await.unwrap();
     let outcome = tokio::time::timeout(GUARD, player).await.unwrap().unwrap();
-    assert!(outcome.complete && !outcome.objected);
+    assert_eq!(outcome.end, PlayEnd::Complete);
     assert_eq!(outcome.played, Duration::from_millis(300));
 }
 
@@ -216,5 +216,5 @@ async fn keys_are_ignored_when_telephone_event_was_not_negotiated() {
         .await
         .unwrap();
     let outcome = tokio::time::timeout(GUARD, player).await.unwrap().unwrap();
-    assert!(outcome.complete && !outcome.objected);
+    assert_eq!(outcome.end, PlayEnd::Complete);
 }

@@ -1,8 +1,9 @@
-//! The INVITE-for-a-tracking-number flow: the disclosure hook (RFC 3960 early media with an
-//! RFC 4733 objection key, an external announcer, or none), the call's events, then the 302.
+//! The shell that runs a call's flow (`flow::Flow`, which holds its rules) against the world:
+//! the outbox, the RTP port pool and player, the 183 and the final response. The disclosure
+//! hook is RFC 3960 early media with an RFC 4733 objection key, an external announcer, or none.
 //!
-//! Durability rule: every event of the call is in the outbox before the final response (302,
-//! 487, 503) is sent.
+//! Durability rule (the flow's): every event of the call is in the outbox before the final
+//! response (302, 487, 403) is sent.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{Arrival, Edge, MediaRefusalLabel, ReliableProvisional, lock};
-use crate::call::disclosure::WithoutSdp;
-use crate::call::{
-    CallerIdentity, Consent, Disclosed, Disclosure, Hook, Observed, Outcome, Seconds, privacy,
-};
-use crate::media::{self, LocalMedia, PlayOutcome};
+use crate::call::{CallerIdentity, Cut, Disclosed, Hook, Observation, Seconds};
+use crate::flow::{self, Action, Ending, Final, Flow, Input, Played, Record, Room, Unwritten};
+use crate::media::wav::Announcement;
+use crate::media::{self, LocalMedia, PlayEnd, PlayOutcome};
 use crate::outbox;
 use crate::sip::reliable::{Due, Reliable};
 use crate::sip::transaction::Key;
@@ -43,18 +43,6 @@ pub(super) struct Control {
     pub(super) prack_timed_out: AtomicBool,
 }
 
-/// How the flow ends.
-enum Final {
-    Respond {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-    },
-    /// The caller cancelled: 487 after the events.
-    Terminated,
-    /// The carrier never acknowledged our reliable 183 (RFC 3262 §3): a 5xx after the events.
-    Unacknowledged,
-}
-
 /// Everything the flow needs from the INVITE, owned so the flow can run as its own task.
 pub(super) struct Invite {
     pub(super) req: Request,
@@ -73,20 +61,35 @@ pub(super) struct Invite {
 /// 600 bytes). `/ready` applies the same rule.
 pub(crate) const CALL_RESERVE: u64 = 4096;
 
+/// Early media ready to play: the port, its socket, the SDP answer and the destination's claim.
+struct ReadyMedia {
+    answer: media::Answer,
+    lease: media::PortLease,
+    socket: UdpSocket,
+    claim: media::destinations::Claim,
+}
+
+impl Control {
+    /// Why a playback stopped by the cancel token was stopped: the token is shared by CANCEL,
+    /// an objection by SIP INFO and the PRACK timeout, so the flags set before it say which.
+    fn stopped_by(&self) -> Cut {
+        if self.prack_timed_out.load(Ordering::Relaxed) {
+            Cut::Unacknowledged
+        } else if self.objected.load(Ordering::Relaxed) {
+            Cut::Objected
+        } else {
+            Cut::HungUp
+        }
+    }
+}
+
 impl Edge {
     /// Runs the flow and sends the final response.
     pub(super) async fn redirect(self: Arc<Self>, invite: Invite, route: Arc<Route>) {
         self.metrics.calls_offered.inc();
-        let outcome = self.disclose_and_record(&invite, &route).await;
+        let last = self.run_flow(&invite, &route).await;
         lock(&self.pending).remove(&invite.key);
-        let (status, headers) = match outcome {
-            Final::Respond { status, headers } => (status, headers),
-            Final::Terminated => (487, Vec::new()),
-            Final::Unacknowledged => {
-                self.metrics.prack_timeouts.inc();
-                (500, Vec::new())
-            }
-        };
+        let (status, headers) = self.final_response(&invite, &route, last);
         if status == 302 {
             self.metrics.calls_redirected.inc();
             debug!(campaign = %route.campaign_id, "Call redirected.");
@@ -103,168 +106,159 @@ impl Edge {
         self.metrics.final_after(status, invite.arrived.elapsed());
     }
 
+    /// Feeds the flow what it asks for until it names its final response. A CANCEL is told to
+    /// the flow before the next action, once; during the announcement the player sees it.
+    async fn run_flow(&self, invite: &Invite, route: &Route) -> Final {
+        let identity = self.recorder.identify(&super::caller_input(&invite.req));
+        let campaign = &route.plan;
+        let plan = flow::Plan {
+            hook: campaign.hook,
+            without_sdp: campaign.without_sdp,
+            informed_after: campaign.informed_after,
+            has_recording: campaign.announcements.is_some(),
+            objected_earlier: campaign.hook == Hook::EarlyMedia
+                && self.recorder.standing(&identity).objected,
+        };
+        let (mut flow, mut action) = Flow::start(plan);
+        let mut ready = None;
+        let mut heard = None;
+        let mut told_cancel = false;
+        loop {
+            if !told_cancel && invite.cancel.is_cancelled() {
+                told_cancel = true;
+                action = flow.on(Input::Cancelled);
+            }
+            action = match action {
+                Action::CheckRoom => flow.on(Input::Room(self.room())),
+                Action::SetUpMedia => {
+                    let (media, set_up) = self.set_up_media(invite).await;
+                    ready = set_up;
+                    flow.on(Input::Media(media))
+                }
+                Action::Announce => {
+                    // The flow asks only with media set up and a recording (`has_recording`).
+                    let (Some(media), Some(recordings)) =
+                        (ready.take(), campaign.announcements.as_ref())
+                    else {
+                        return Final::ServerError;
+                    };
+                    let country = match &identity {
+                        CallerIdentity::Number(n) => Some(n.country_code()),
+                        CallerIdentity::Withheld => None,
+                    };
+                    let announcement = recordings.for_caller(country);
+                    let played = self
+                        .announce(invite, route, announcement.clone(), media)
+                        .await;
+                    heard = Some(announcement);
+                    flow.on(Input::Played(played))
+                }
+                Action::Write(record) => {
+                    let written = self
+                        .write(invite, route, &identity, record, heard.as_deref())
+                        .await;
+                    flow.on(Input::Written(written))
+                }
+                Action::Finish(last) => return last,
+            };
+        }
+    }
+
+    /// The status and headers of the flow's final response.
+    fn final_response(
+        &self,
+        invite: &Invite,
+        route: &Route,
+        last: Final,
+    ) -> (u16, Vec<(&'static str, String)>) {
+        let retry = |seconds: &str| vec![("Retry-After", seconds.to_owned())];
+        let headers = match last {
+            Final::Redirect => Self::contact_for(invite, &route.destination),
+            Final::RedirectToAnnouncer => Self::contact_for(
+                invite,
+                route
+                    .plan
+                    .external_uri
+                    .as_deref()
+                    .unwrap_or(&route.destination),
+            ),
+            Final::NoRoom => retry("30"),
+            Final::NoPort => retry("5"),
+            Final::BadOffer(_) => vec![("Accept", "application/sdp".to_owned())],
+            Final::Unacknowledged => {
+                self.metrics.prack_timeouts.inc();
+                Vec::new()
+            }
+            Final::Terminated | Final::Rejected | Final::ServerError => Vec::new(),
+        };
+        (last.status(), headers)
+    }
+
     /// The 302 Contact for `uri`. A SIPS request is redirected to a SIPS target (RFC 5630
     /// §3.1.3): a configured `sip:` destination is upgraded; `tel:` has no secure form.
-    fn redirect_to(invite: &Invite, uri: &str) -> Final {
+    fn contact_for(invite: &Invite, uri: &str) -> Vec<(&'static str, String)> {
         let target = match uri.strip_prefix("sip:") {
             Some(rest) if super::is_sips(&invite.req) => format!("sips:{rest}"),
             _ => uri.to_owned(),
         };
-        Final::Respond {
-            status: 302,
-            headers: vec![("Contact", format!("<{target}>"))],
-        }
+        vec![("Contact", format!("<{target}>"))]
     }
 
-    async fn disclose_and_record(&self, invite: &Invite, route: &Route) -> Final {
-        let identity = self.recorder.identify(&super::caller_input(&invite.req));
-        let plan = route.plan.clone();
-        let redirect = |uri: &str| Self::redirect_to(invite, uri);
-        if invite.cancel.is_cancelled() && plan.hook != Hook::EarlyMedia {
-            // Cancelled before any notice or routing: the call ends here.
-            let disclosure = if plan.hook == Hook::None {
-                Disclosure::NotPlayed
-            } else {
-                Disclosure::Delegated
-            };
-            // Nobody told them anything yet: not informed, whatever the hook.
-            let observed = self.observe(invite, &identity, route, disclosure, None, false);
-            if let Ok(observed) = observed {
-                let events = [
-                    observed.offered(invite.at),
-                    observed.abandoned(Utc::now(), Seconds::default()),
-                ];
-                let _ = self.append(&events).await;
-            }
-            return Final::Terminated;
-        }
-        match plan.hook {
-            Hook::None => {
-                let observed =
-                    self.observe(invite, &identity, route, Disclosure::NotPlayed, None, false);
-                self.record_routed(
-                    observed,
-                    &identity,
-                    invite.at,
-                    None,
-                    redirect(&route.destination),
-                )
-                .await
-            }
-            Hook::External => {
-                // The external announcer informs: the operator vouches for it by configuring it.
-                let informed = privacy::informed(Disclosure::Delegated, Seconds::default(), None);
-                let observed = self.observe(
-                    invite,
-                    &identity,
-                    route,
-                    Disclosure::Delegated,
-                    None,
-                    informed,
-                );
-                let uri = plan.external_uri.as_deref().unwrap_or(&route.destination);
-                self.record_routed(observed, &identity, invite.at, None, redirect(uri))
-                    .await
-            }
-            Hook::EarlyMedia => self.early_media(invite, route, &identity).await,
-        }
-    }
-
-    async fn early_media(
-        &self,
-        invite: &Invite,
-        route: &Route,
-        identity: &CallerIdentity,
-    ) -> Final {
-        let plan = &route.plan;
-        let cancel = invite.cancel.clone();
-        let redirect = Self::redirect_to(invite, &route.destination);
-        let Some(announcements) = plan.announcements.clone() else {
-            return Final::Respond {
-                status: 500,
-                headers: Vec::new(),
-            };
-        };
-        if let Some(refusal) = self.outbox_refusal() {
-            return refusal;
-        }
-        if self.recorder.standing(identity).objected {
-            // The caller objected on an earlier call: they are not asked again, and the call is
-            // recorded without identifier (`consent: objected_earlier`).
-            let observed = self.observe(invite, identity, route, Disclosure::Skipped, None, false);
-            return self
-                .record_routed(observed, identity, invite.at, None, redirect)
-                .await;
-        }
-        // No SDP (or an offer that will not receive): no early media possible.
-        // Read once: a reload between the SDP answer and the bind must not split the call.
-        let media_address = self.media_address();
-        let local = |port| LocalMedia {
-            addr: media_address,
-            port,
-            session_id: rand::random::<u32>().into(),
-        };
+    /// Binds a port and negotiates the INVITE's offer for early media.
+    async fn set_up_media(&self, invite: &Invite) -> (flow::Media, Option<ReadyMedia>) {
         // The UAS checks already refused bodies we cannot take; an error here is no offer.
         let offer = crate::sip::body::sdp(invite.req.content_type(), &invite.req.body)
             .ok()
             .flatten();
-        let media = if offer.is_none() {
-            None
-        } else {
-            match self.bind_media(media_address).await {
-                Some(media) => Some(media),
-                None => {
-                    return Final::Respond {
-                        status: 503,
-                        headers: vec![("Retry-After", "5".to_owned())],
-                    };
-                }
+        let Some(offer) = offer else {
+            return (flow::Media::Unusable, None);
+        };
+        // Read once: a reload between the SDP answer and the bind must not split the call.
+        let address = self.media_address();
+        let Some((lease, socket)) = self.bind_media(address).await else {
+            return (flow::Media::NoPort, None);
+        };
+        let local = LocalMedia {
+            addr: address,
+            port: lease.port(),
+            session_id: rand::random::<u32>().into(),
+        };
+        match media::negotiate(&offer, local) {
+            Ok(answer) if answer.direction.sends() => match self.claim_destination(&answer) {
+                Some(claim) => (
+                    flow::Media::Ready,
+                    Some(ReadyMedia {
+                        answer,
+                        lease,
+                        socket,
+                        claim,
+                    }),
+                ),
+                None => (flow::Media::Unusable, None),
+            },
+            Ok(_) => (flow::Media::Unusable, None),
+            Err(err) => {
+                debug!(error = %err, "SDP offer refused.");
+                (flow::Media::Refused(err.sip_status()), None)
             }
-        };
-        let negotiated = match media {
-            None => None,
-            Some((lease, socket)) => {
-                let offer = offer.as_deref().unwrap_or_default();
-                match media::negotiate(offer, local(lease.port())) {
-                    Ok(answer) if answer.direction.sends() => self
-                        .claim_destination(&answer)
-                        .map(|claim| (answer, lease, socket, claim)),
-                    Ok(_) => None,
-                    Err(err) => {
-                        debug!(error = %err, "SDP offer refused.");
-                        let status = err.sip_status();
-                        return Final::Respond {
-                            status,
-                            headers: vec![("Accept", "application/sdp".to_owned())],
-                        };
-                    }
-                }
-            }
-        };
-        let Some((answer, lease, socket, claim)) = negotiated else {
-            let observed = self.observe(invite, identity, route, Disclosure::Skipped, None, false);
-            return match plan.without_sdp {
-                WithoutSdp::Skip => {
-                    self.record_routed(observed, identity, invite.at, None, redirect)
-                        .await
-                }
-                WithoutSdp::Reject => {
-                    let Ok(observed) = observed else {
-                        return Final::Respond {
-                            status: 500,
-                            headers: Vec::new(),
-                        };
-                    };
-                    match self.append(&[observed.offered(invite.at)]).await {
-                        Ok(()) => Final::Respond {
-                            status: 403,
-                            headers: Vec::new(),
-                        },
-                        Err(refusal) => refusal,
-                    }
-                }
-            };
-        };
+        }
+    }
+
+    /// Sends the 183 and plays `announcement`; returns how it ended.
+    async fn announce(
+        &self,
+        invite: &Invite,
+        route: &Route,
+        announcement: Arc<Announcement>,
+        ready: ReadyMedia,
+    ) -> Played {
+        let plan = &route.plan;
+        let ReadyMedia {
+            answer,
+            lease,
+            socket,
+            claim,
+        } = ready;
         let reliable = self.wants_reliable(&invite.req).then(|| {
             Mutex::new(Reliable::new(
                 self.settings.t1,
@@ -273,7 +267,7 @@ impl Edge {
             ))
         });
         let control = Arc::new(Control {
-            cancel: cancel.clone(),
+            cancel: invite.cancel.clone(),
             objected: AtomicBool::new(false),
             objection_digit: plan.objection_digit,
             to_tag: invite.to_tag.clone(),
@@ -286,11 +280,6 @@ impl Edge {
         let sdp = Bytes::from(answer.sdp.clone().into_bytes());
         self.send_progress(invite, &control, Some(sdp.clone()))
             .await;
-        let country = match identity {
-            CallerIdentity::Number(n) => Some(n.country_code()),
-            CallerIdentity::Withheld => None,
-        };
-        let announcement = announcements.for_caller(country);
         let socket = Arc::new(socket);
         let play = media::play(
             socket.clone(),
@@ -299,7 +288,7 @@ impl Edge {
             answer.codec,
             answer.te_pt,
             plan.objection_digit,
-            cancel,
+            invite.cancel.clone(),
         );
         let outcome = self.play_with_refresh(play, invite, &control, sdp).await;
         drop(claim);
@@ -312,73 +301,12 @@ impl Edge {
         self.metrics
             .rtp_foreign_packets
             .inc_by(outcome.foreign_packets);
-
-        let objected = outcome.objected || control.objected.load(Ordering::Relaxed);
-        let unacknowledged = control.prack_timed_out.load(Ordering::Relaxed);
         let played = Seconds::from_duration(outcome.played);
-        // The player stops for exactly one reason; an objection by SIP INFO and a PRACK
-        // timeout both reach it as a cancel, so the flags say which cancel it was.
-        let ended = if unacknowledged {
-            Outcome::Unacknowledged
-        } else if objected {
-            Outcome::Objected
-        } else if outcome.cancelled {
-            Outcome::HungUp
-        } else {
-            Outcome::Complete
-        };
-        let disclosed = Disclosed {
-            announcement_id: announcement.id.clone(),
-            announcement_version: announcement.version.clone(),
-            hook: Hook::EarlyMedia,
-            played,
-            complete: outcome.complete,
-            recording_sha256: announcement.recording_sha256.clone(),
-            outcome: ended,
-        };
-        let disclosure = if outcome.complete {
-            Disclosure::Played
-        } else {
-            Disclosure::Partial
-        };
-        let informed = privacy::informed(disclosure, played, plan.informed_after);
-        if outcome.cancelled && (!objected || unacknowledged) {
-            // The caller hung up during the announcement (or the carrier never acknowledged our
-            // reliable 183): no routing, the events say how far in.
-            // Hung up before the notice's informing point: not informed, no identifier.
-            let consent = if informed {
-                Consent::Informed
-            } else {
-                Consent::Unknown
-            };
-            let observed =
-                self.observe(invite, identity, route, disclosure, Some(consent), informed);
-            let Ok(observed) = observed else {
-                return Final::Terminated;
-            };
-            let now = Utc::now();
-            let events = [
-                observed.offered(invite.at),
-                observed.disclosed(now, disclosed),
-                observed.abandoned(now, played),
-            ];
-            if self.append(&events).await.is_ok() {
-                self.recorder.remember(&observed, identity, invite.at);
-            }
-            return if unacknowledged {
-                Final::Unacknowledged
-            } else {
-                Final::Terminated
-            };
+        match outcome.end {
+            PlayEnd::Complete => Played::Complete(played),
+            PlayEnd::Objected => Played::Cut(Cut::Objected, played),
+            PlayEnd::Stopped => Played::Cut(control.stopped_by(), played),
         }
-        let consent = if objected {
-            Consent::Objected
-        } else {
-            Consent::Informed
-        };
-        let observed = self.observe(invite, identity, route, disclosure, Some(consent), informed);
-        self.record_routed(observed, identity, invite.at, Some(disclosed), redirect)
-            .await
     }
 
     /// Whether the announcement may go to the answer's remote address (no reflection, see
@@ -529,83 +457,73 @@ impl Edge {
         }
     }
 
-    fn observe(
+    /// Makes the call's events from the flow's record and appends them in one batch.
+    async fn write(
         &self,
         invite: &Invite,
-        identity: &CallerIdentity,
         route: &Route,
-        disclosure: Disclosure,
-        consent: Option<Consent>,
-        informed: bool,
-    ) -> Result<Observed, crate::call::KeyError> {
-        let observed = self.recorder.observe(
-            invite.req.call_id(),
-            identity,
-            disclosure,
-            consent,
-            informed,
-            &route.campaign_id,
-            &route.tracking_number,
-            invite.at,
-        );
-        if observed.is_err() {
-            self.metrics.key_failures.inc();
-        }
-        observed
-    }
-
-    /// offered (+ disclosed) + routed, then the redirect.
-    async fn record_routed(
-        &self,
-        observed: Result<Observed, crate::call::KeyError>,
         identity: &CallerIdentity,
-        offered_at: DateTime<Utc>,
-        disclosed: Option<Disclosed>,
-        redirect: Final,
-    ) -> Final {
-        let observed = match observed {
-            Ok(observed) => observed,
-            Err(err) => {
-                warn!(error = %err, "Call could not be recorded; refusing it.");
-                return Final::Respond {
-                    status: 500,
-                    headers: Vec::new(),
-                };
-            }
+        record: Record,
+        heard: Option<&Announcement>,
+    ) -> Result<(), Unwritten> {
+        let observation = Observation {
+            call_id: invite.req.call_id(),
+            identity,
+            campaign_id: &route.campaign_id,
+            tracking_number: &route.tracking_number,
+            at: invite.at,
+            notice: record.notice,
         };
+        let observed = self.recorder.observe(&observation).map_err(|err| {
+            self.metrics.key_failures.inc();
+            warn!(error = %err, "Call could not be recorded; refusing it.");
+            Unwritten::Unrecorded
+        })?;
         let now = Utc::now();
-        let mut events = vec![observed.offered(offered_at)];
-        if let Some(disclosed) = disclosed {
-            events.push(observed.disclosed(now, disclosed));
+        let mut events = vec![observed.offered(invite.at)];
+        let announced = record.notice.announcement();
+        if let (Some((played, outcome)), Some(heard)) = (announced, heard) {
+            events.push(observed.disclosed(
+                now,
+                Disclosed {
+                    announcement_id: heard.id.clone(),
+                    announcement_version: heard.version.clone(),
+                    hook: Hook::EarlyMedia,
+                    played,
+                    complete: outcome == crate::call::Outcome::Complete,
+                    recording_sha256: heard.recording_sha256.clone(),
+                    outcome,
+                },
+            ));
         }
-        events.push(observed.routed(now));
-        match self.append(&events).await {
-            Ok(()) => {
-                self.recorder.remember(&observed, identity, offered_at);
-                redirect
+        match record.ending {
+            Ending::Offered => {}
+            Ending::Abandoned => {
+                let played = announced.map_or_else(Seconds::default, |(played, _)| played);
+                events.push(observed.abandoned(now, played));
             }
-            Err(refusal) => refusal,
+            Ending::Routed => events.push(observed.routed(now)),
         }
+        self.append(&events).await?;
+        if record.remember {
+            self.recorder.remember(&observed, identity, invite.at);
+        }
+        Ok(())
     }
 
-    /// The 503 for a call the outbox has no room for; counted, logged at most once a while.
-    fn refuse_full(&self) -> Final {
+    /// Counts and logs (at most once a while) a call refused because the outbox is full.
+    fn note_full(&self) {
         if let Some(suppressed) = self.outbox_full.record(&self.metrics.outbox_full) {
             warn!(
                 suppressed,
                 "Outbox full; refusing calls with 503 until it drains."
             );
         }
-        Final::Respond {
-            status: 503,
-            headers: vec![("Retry-After", "30".to_owned())],
-        }
     }
 
-    /// Whether the outbox can still take this call's events (`None`), else the 503 to send.
-    /// Asked before the announcement: a call that cannot be recorded gets its 503 at once, not
-    /// after the caller heard the notice.
-    fn outbox_refusal(&self) -> Option<Final> {
+    /// Whether the outbox can still take one call's events. Asked before the announcement: a
+    /// call that cannot be recorded gets its 503 at once, not after the caller heard the notice.
+    fn room(&self) -> Room {
         match self.outbox.usage() {
             Ok(u) if u.no_space => {
                 // Counted with failed writes: the file system, not the cap, is the limit.
@@ -615,33 +533,33 @@ impl Edge {
                         "Outbox file system full; refusing calls with 503 until space returns."
                     );
                 }
-                Some(Final::Respond {
-                    status: 503,
-                    headers: vec![("Retry-After", "30".to_owned())],
-                })
+                Room::NoSpace
             }
-            Ok(u) if u.has_room(CALL_RESERVE) => None,
-            _ => Some(self.refuse_full()),
+            Ok(u) if u.has_room(CALL_RESERVE) => Room::Enough,
+            _ => {
+                self.note_full();
+                Room::Full
+            }
         }
     }
 
-    /// Appends a call's events in one batch; a refusal becomes the 503 to send.
-    async fn append(&self, events: &[Vec<u8>]) -> Result<(), Final> {
+    /// Appends a call's events in one batch; a refusal is counted and logged.
+    async fn append(&self, events: &[Vec<u8>]) -> Result<(), Unwritten> {
         let lines: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
         match self.outbox.append_batch(&lines).await {
             Ok(_) => {
                 self.metrics.events_written.inc_by(lines.len() as u64);
                 Ok(())
             }
-            Err(outbox::Error::Full) => Err(self.refuse_full()),
+            Err(outbox::Error::Full) => {
+                self.note_full();
+                Err(Unwritten::Refused)
+            }
             Err(err) => {
                 if let Some(suppressed) = self.outbox_error.record(&self.metrics.outbox_errors) {
                     warn!(error = %err, suppressed, "Outbox write failed; refusing calls with 503.");
                 }
-                Err(Final::Respond {
-                    status: 503,
-                    headers: vec![("Retry-After", "30".to_owned())],
-                })
+                Err(Unwritten::Refused)
             }
         }
     }
