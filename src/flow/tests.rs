@@ -2,8 +2,9 @@
 //! with the records and the final response each must give. A case is the plan and the inputs
 //! the shell feeds; the expectation is every action the flow asks for, in order.
 
-use super::machine::Unwritten;
-use super::machine::{Action, Ending, Final, Flow, Input, Media, Plan, Played, Record, Room};
+use super::machine::{
+    Action, Ending, Final, Flow, Input, Media, Plan, Played, Record, Room, Unwritten,
+};
 use crate::call::disclosure::WithoutSdp;
 use crate::call::{Cut, Hook, Notice, Seconds};
 

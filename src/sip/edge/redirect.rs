@@ -90,9 +90,15 @@ impl Edge {
         let last = self.run_flow(&invite, &route).await;
         lock(&self.pending).remove(&invite.key);
         let (status, headers) = self.final_response(&invite, &route, last);
-        if status == 302 {
-            self.metrics.calls_redirected.inc();
-            debug!(campaign = %route.campaign_id, "Call redirected.");
+        match last {
+            Final::Redirect | Final::RedirectToAnnouncer => {
+                self.metrics.calls_redirected.inc();
+                debug!(campaign = %route.campaign_id, "Call redirected.");
+            }
+            Final::Unacknowledged => {
+                self.metrics.prack_timeouts.inc();
+            }
+            _ => {}
         }
         let bytes = self.build(
             &invite.reply,
@@ -185,11 +191,9 @@ impl Edge {
             Final::NoRoom => retry("30"),
             Final::NoPort => retry("5"),
             Final::BadOffer(_) => vec![("Accept", "application/sdp".to_owned())],
-            Final::Unacknowledged => {
-                self.metrics.prack_timeouts.inc();
+            Final::Terminated | Final::Unacknowledged | Final::Rejected | Final::ServerError => {
                 Vec::new()
             }
-            Final::Terminated | Final::Rejected | Final::ServerError => Vec::new(),
         };
         (last.status(), headers)
     }
@@ -476,7 +480,7 @@ impl Edge {
         };
         let observed = self.recorder.observe(&observation).map_err(|err| {
             self.metrics.key_failures.inc();
-            warn!(error = %err, "Call could not be recorded; refusing it.");
+            warn!(error = %err, "Call could not be recorded.");
             Unwritten::Unrecorded
         })?;
         let now = Utc::now();
