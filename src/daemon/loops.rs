@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -13,7 +14,6 @@ use crate::call::correlate::Correlator;
 use crate::call::{Keyring, Recorder};
 use crate::cdr::service::Ingestor;
 use crate::evidence;
-use crate::ops::Metrics;
 use crate::outbox::{self, Outbox};
 use crate::sip::edge::Edge;
 
@@ -47,7 +47,7 @@ pub(super) async fn persist_loop(correlator: Arc<Correlator>, shutdown: Cancella
 }
 
 /// Shreds pseudonym keys beyond `keep`, at start-up and hourly; a failure is logged and counted.
-pub(super) fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
+pub(super) fn prune_keys(keyring: &Keyring, keep: usize, failures: &Counter) {
     match keyring.prune(keep) {
         Ok(shredded) if !shredded.is_empty() => {
             info!(
@@ -57,7 +57,7 @@ pub(super) fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
         }
         Ok(_) => {}
         Err(err) => {
-            metrics.key_failures.inc();
+            failures.inc();
             warn!(error = %err, "Expired pseudonym keys could not be shredded.");
         }
     }
@@ -66,7 +66,7 @@ pub(super) fn prune_keys(keyring: &Keyring, keep: usize, metrics: &Metrics) {
 /// What the hourly storage-limitation round touches.
 #[derive(Clone)]
 pub(super) struct Housekeeping {
-    metrics: Metrics,
+    key_failures: Counter,
     recorder: Arc<Recorder>,
     ingestor: Arc<Ingestor>,
     keep_keys: usize,
@@ -79,7 +79,7 @@ impl Housekeeping {
     pub(super) fn new(daemon: &Daemon) -> Self {
         let c = &daemon.config;
         Self {
-            metrics: daemon.edge.metrics().clone(),
+            key_failures: daemon.calls.stats().key_failures.clone(),
             recorder: daemon.recorder.clone(),
             ingestor: daemon.ingestor.clone(),
             keep_keys: c.privacy.keep_keys,
@@ -91,7 +91,7 @@ impl Housekeeping {
 
     /// One round; blocking (directory listings, small files, fsyncs).
     fn round(&self) {
-        prune_keys(self.recorder.keyring(), self.keep_keys, &self.metrics);
+        prune_keys(self.recorder.keyring(), self.keep_keys, &self.key_failures);
         // Raw files first: a kept spool file goes only while its checkpoint lasts.
         self.ingestor.purge_raw();
         self.ingestor.purge(self.quarantine_days);

@@ -28,13 +28,14 @@ use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
 use crate::config::{self, Config, Transport};
 use crate::evidence;
+use crate::flow::{Calls, MediaSettings};
 use crate::media::PortPool;
 use crate::media::announcements::Announcements;
+use crate::ops;
 use crate::ops::control::Control;
-use crate::ops::{self, Metrics};
 use crate::outbox::{self, Outbox};
 use crate::sink::Forwarder;
-use crate::sip::edge::{Edge, EdgeSettings, MediaSettings};
+use crate::sip::edge::{Edge, EdgeSettings};
 use crate::sip::tls::{Acceptor, TlsError};
 use crate::sip::transaction::{Timers, Transactions};
 use crate::sip::uas::{Route, Routing};
@@ -81,6 +82,8 @@ const FORWARDER: &str = "kafka forwarder";
 /// Everything the daemon opened, ready to serve.
 pub struct Daemon {
     edge: Arc<Edge>,
+    /// The call flow layer above the edge (media settings reload into it).
+    calls: Arc<Calls>,
     outbox: Outbox,
     correlator: Arc<Correlator>,
     ingestor: Arc<Ingestor>,
@@ -321,9 +324,10 @@ impl Daemon {
     pub async fn open(config: Config) -> Result<Self, StartError> {
         create_data_dir(&config.data_dir)?;
         let mut registry = ops::metrics::registry();
-        let metrics = Arc::new(Metrics::register(&mut registry));
+        let sip_stats = Arc::new(crate::sip::stats::Stats::register(&mut registry));
+        let flow_stats = Arc::new(crate::flow::Stats::register(&mut registry));
         let keyring = open_keyring(&config)?;
-        prune_keys(&keyring, config.privacy.keep_keys, &metrics);
+        prune_keys(&keyring, config.privacy.keep_keys, &flow_stats.key_failures);
         let outbox = open_outbox(&config)?;
         let routing = routing(&config)?;
         let correlator = correlator(&config);
@@ -358,27 +362,32 @@ impl Daemon {
             advertise_host: config.sip.advertise_host.clone(),
             reliable_provisional: config.sip.reliable_provisional,
             t1: timers.t1,
+            progress_refresh: Duration::from_secs(config.media.refresh_seconds),
             limits: config.sip.limits.clone(),
         };
-        let edge = Arc::new(Edge::new(
-            Transactions::new(timers, config.sip.max_transactions)
-                .with_byte_budget(config.sip.max_transaction_bytes),
-            routing,
+        let calls = Arc::new(Calls::new(
             recorder.clone(),
             outbox.clone(),
-            metrics,
-            settings,
             MediaSettings {
                 address: std::sync::RwLock::new(config.media.address),
                 ports: PortPool::new(config.media.port_min..=config.media.port_max)
                     .map_err(|e| StartError::Media(e.to_string()))?,
-                refresh: Duration::from_secs(config.media.refresh_seconds),
                 linger: Duration::from_millis(config.media.port_linger_ms),
                 destinations: Arc::new(crate::media::destinations::Destinations::new(
                     config.media.allowed_networks(&config.sip.acl),
                     config.media.max_streams_per_destination,
                 )),
             },
+            flow_stats,
+        ));
+        let edge = Arc::new(Edge::new(
+            Transactions::new(timers, config.sip.max_transactions)
+                .with_byte_budget(config.sip.max_transaction_bytes),
+            routing,
+            calls.clone(),
+            sip_stats,
+            settings,
+            config.media.address,
         ));
         let (udp, tcp) = bind_all(&config).await?;
         let (tls, acceptor) = match &config.sip.tls {
@@ -416,6 +425,7 @@ impl Daemon {
         });
         Ok(Self {
             edge,
+            calls,
             outbox,
             correlator,
             ingestor,
@@ -495,8 +505,9 @@ impl Daemon {
         self.edge.set_routing(routing);
         // Calls in flight keep their media address; packets from now on meet the new ACL.
         self.acl.replace(config.sip.acl.allow.clone());
-        self.edge.set_media_address(config.media.address);
-        self.edge
+        self.edge.set_contact_address(config.media.address);
+        self.calls.set_media_address(config.media.address);
+        self.calls
             .set_media_networks(config.media.allowed_networks(&config.sip.acl));
         if !crate::ops::telemetry::set_level(&config.log.level) {
             info!("Log level not reloaded (RUST_LOG is set, or the level does not parse).");

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use super::supervise::{Board, Role};
+use crate::flow::CALL_RESERVE;
 use crate::ops::http::Readiness;
 use crate::outbox::Outbox;
 use crate::sink::Stats;
-use crate::sip::edge::{CALL_RESERVE, Edge};
+use crate::sip::edge::Edge;
 
 pub(super) struct Ready {
     pub board: Arc<Board>,

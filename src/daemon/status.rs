@@ -12,13 +12,13 @@ use crate::call::Recorder;
 use crate::cdr::Feed;
 use crate::ops::control::{Handler, SubjectNumber, SubjectReceipt, SubjectRequest};
 use crate::ops::http::Readiness;
-use crate::ops::metrics::StreamLabel;
 use crate::ops::status::{
     Calls, FeedStatus, ForwarderState, ForwarderStatus, Listener, OutboxStatus, Status, TaskStatus,
 };
 use crate::outbox::Outbox;
 use crate::sink::Stats;
 use crate::sip::edge::Edge;
+use crate::sip::stats::StreamLabel;
 
 pub(super) struct Source {
     pub started: std::time::Instant,

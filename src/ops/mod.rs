@@ -9,5 +9,4 @@ pub mod status;
 pub mod systemd;
 pub mod telemetry;
 
-pub use metrics::Metrics;
 pub use occurrence::Occurrence;

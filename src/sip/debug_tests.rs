@@ -11,9 +11,9 @@ use chrono::{TimeZone, Utc};
 use crate::call::recorder::CdrFacts;
 use crate::call::{CallerIdentity, Disposition, E164};
 use crate::cdr::quarantine;
-use crate::ops::metrics::StreamLabel;
 use crate::sip::edge::{Arrival, ArrivalTransport};
 use crate::sip::reliable::Due;
+use crate::sip::stats::StreamLabel;
 use crate::sip::{FramingError, Message, NameAddr, Uri, Via, frame_datagram, parse};
 
 /// What no debug output may contain. The number also appears without `+` and in national form.

@@ -16,15 +16,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::call::{CallerInput, Recorder};
-use crate::media::PortPool;
-use crate::ops::metrics::{MediaRefusalLabel, MethodLabel, SourceLabel, StreamLabel, raise_to};
-use crate::ops::{Metrics, Occurrence};
-use crate::outbox::Outbox;
+use crate::call::CallerInput;
+use crate::ops::Occurrence;
+use crate::ops::metrics::raise_to;
 use crate::sip::limit::{self, Class, Limiter};
 use crate::sip::scanner::Scanners;
+use crate::sip::stats::{MethodLabel, SourceLabel, Stats, StreamLabel};
 use crate::sip::transaction::{Claim, Key, MethodClass, Received, Transactions};
-use crate::sip::uas::{self, Decision, Routing};
+use crate::sip::uas::{self, Decision, Route, Routing};
 use crate::sip::{
     FramingError, Message, Method, ParseError, ReplyHeaders, Request, Uri, frame_datagram, route,
 };
@@ -153,14 +152,27 @@ pub struct EdgeSettings {
     pub reliable_provisional: ReliableProvisional,
     /// RFC 3261 T1, also the first retransmission interval of reliable provisionals.
     pub t1: Duration,
+    /// How often a 183 is resent while its early dialog lasts (`[media] refresh_seconds`).
+    pub progress_refresh: Duration,
     /// Per-source rate limits and scanner User-Agents (`[sip.limits]`).
     pub limits: limit::Settings,
 }
 
-mod redirect;
+mod invite;
 
-pub(crate) use redirect::CALL_RESERVE;
-use redirect::{Control, Invite};
+use invite::Dialog;
+pub use invite::{EarlyDialog, ServerInvite, Stopped};
+
+/// The layer above the edge that takes an INVITE for a tracking number from the UAS decision to
+/// its final response (`flow::Calls`). The edge runs the returned future as a tracked task, so
+/// shutdown can wait for it and the transport keeps serving meanwhile.
+pub trait Calls: Send + Sync {
+    fn offer(
+        self: Arc<Self>,
+        invite: ServerInvite,
+        route: Arc<Route>,
+    ) -> futures::future::BoxFuture<'static, ()>;
+}
 
 /// An INVITE still waiting for its final response, kept so a CANCEL can answer it with 487.
 /// The flow owns the final answer: CANCEL answers 200 and cancels the flow, which stops any
@@ -170,34 +182,22 @@ struct Pending {
     cancel: tokio_util::sync::CancellationToken,
 }
 
-/// Early-media resources.
-pub struct MediaSettings {
-    /// Where announcements are sent from; SIGHUP may change it for calls that start later.
-    pub address: std::sync::RwLock<std::net::IpAddr>,
-    pub ports: PortPool,
-    pub refresh: Duration,
-    /// How long a port and its socket stay held after playback (`Edge::linger`).
-    pub linger: Duration,
-    /// Where RTP may go, and how many streams to one address (no reflection).
-    pub destinations: Arc<crate::media::destinations::Destinations>,
-}
-
 pub struct Edge {
     table: Mutex<Transactions<ReplyTo>>,
     pending: Mutex<HashMap<Key, Pending>>,
-    /// Calls with an announcement playing, by Call-ID: where INFO digits go.
-    calls: Mutex<HashMap<String, Arc<Control>>>,
+    /// Early dialogs (calls with an announcement playing), by Call-ID: where INFO and PRACK go.
+    dialogs: Mutex<HashMap<String, Arc<Dialog>>>,
     /// Call flows in progress, so shutdown can let them finish (bounded).
     flows: tokio_util::task::TaskTracker,
-    media: MediaSettings,
+    /// The layer that runs a routed call's flow.
+    calls: Arc<dyn Calls>,
+    /// Our Contact's host when the socket is bound to a wildcard address and no
+    /// `advertise_host` is set: the `[media] address`; SIGHUP may change it.
+    contact_address: std::sync::RwLock<std::net::IpAddr>,
     /// The number pool and campaigns; replaced whole on a config reload.
     routing: std::sync::RwLock<Arc<Routing>>,
-    recorder: Arc<Recorder>,
-    outbox: Outbox,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Stats>,
     settings: EdgeSettings,
-    outbox_full: Occurrence,
-    outbox_error: Occurrence,
     acl_denied: Occurrence,
     write_failed: Occurrence,
     limiter: Mutex<Limiter>,
@@ -220,20 +220,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Edge {
-    /// The media address new calls use (read once per call: a reload never moves a call).
-    pub(crate) fn media_address(&self) -> std::net::IpAddr {
+    fn contact_address(&self) -> std::net::IpAddr {
         *self
-            .media
-            .address
+            .contact_address
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a reloaded `[media] address` for calls that start from now on.
-    pub fn set_media_address(&self, address: std::net::IpAddr) {
+    /// Takes a reloaded `[media] address` for the Contact of calls that start from now on.
+    pub fn set_contact_address(&self, address: std::net::IpAddr) {
         *self
-            .media
-            .address
+            .contact_address
             .write()
             .unwrap_or_else(PoisonError::into_inner) = address;
     }
@@ -241,11 +238,10 @@ impl Edge {
     pub fn new(
         table: Transactions<ReplyTo>,
         routing: Routing,
-        recorder: Arc<Recorder>,
-        outbox: Outbox,
-        metrics: Arc<Metrics>,
+        calls: Arc<dyn Calls>,
+        metrics: Arc<Stats>,
         settings: EdgeSettings,
-        media: MediaSettings,
+        contact_address: std::net::IpAddr,
     ) -> Self {
         let limited = [
             metrics.rate_limited(SourceLabel::Trusted),
@@ -259,27 +255,19 @@ impl Edge {
             limited,
             table: Mutex::new(table),
             pending: Mutex::new(HashMap::new()),
-            calls: Mutex::new(HashMap::new()),
+            dialogs: Mutex::new(HashMap::new()),
             flows: tokio_util::task::TaskTracker::new(),
-            media,
+            calls,
+            contact_address: std::sync::RwLock::new(contact_address),
             routing: std::sync::RwLock::new(Arc::new(routing)),
-            recorder,
-            outbox,
             metrics,
             settings,
-            outbox_full: Occurrence::new(Duration::from_secs(10)),
-            outbox_error: Occurrence::new(Duration::from_secs(10)),
             acl_denied: Occurrence::new(Duration::from_secs(60)),
             write_failed: Occurrence::new(Duration::from_secs(10)),
             dialer: std::sync::OnceLock::new(),
             redials: Mutex::new(HashMap::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    /// Takes reloaded `[media] allowed_networks` (or ACL networks) for calls that start from now.
-    pub fn set_media_networks(&self, networks: Vec<ipnet::IpNet>) {
-        self.media.destinations.replace(networks);
     }
 
     /// The per-source rate limit, before any parsing: whether a message or connection from
@@ -328,7 +316,7 @@ impl Edge {
         *self.routing.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routing);
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Stats {
         &self.metrics
     }
 
@@ -339,7 +327,7 @@ impl Edge {
 
     /// Calls with an announcement playing.
     pub fn calls_announcing(&self) -> usize {
-        lock(&self.calls).len()
+        lock(&self.dialogs).len()
     }
 
     /// Live server transactions.
@@ -600,7 +588,8 @@ impl Edge {
                     cancel: cancel.clone(),
                 };
                 lock(&self.pending).insert(key.clone(), flow);
-                let invite = Invite {
+                let invite = ServerInvite {
+                    edge: self.clone(),
                     req,
                     key,
                     reply,
@@ -610,7 +599,7 @@ impl Edge {
                     arrived,
                     cancel,
                 };
-                self.flows.spawn(self.clone().redirect(invite, route));
+                self.flows.spawn(self.calls.clone().offer(invite, route));
             }
         }
     }
@@ -667,10 +656,11 @@ impl Edge {
         table.claim_origin(key, origin) == Claim::Merged
     }
 
-    /// SIP INFO with `application/dtmf-relay` during an announcement: the objection key by
-    /// signalling, for carriers that do not pass RFC 4733 events. `None` defers to the UAS.
+    /// SIP INFO in an early dialog (the objection key as `application/dtmf-relay`, for
+    /// carriers that do not pass RFC 4733 events): the dialog's stop rule decides whether it
+    /// stops the announcement. `None` defers to the UAS.
     fn on_info(&self, req: &Request) -> Option<u16> {
-        let control = lock(&self.calls).get(req.call_id()).cloned()?;
+        let control = lock(&self.dialogs).get(req.call_id()).cloned()?;
         let in_dialog = req.to().tag() == Some(control.to_tag.as_str())
             && req.from().tag().unwrap_or_default() == control.from_tag
             && req.cseq().seq > control.invite_cseq;
@@ -678,12 +668,11 @@ impl Edge {
             self.metrics.info_outside_dialog.inc();
             return Some(481);
         }
-        let digit = crate::media::dtmf::parse_info(&req.body);
-        if digit == Some(control.objection_digit) {
+        if (control.stops)(&req.body) {
             control
-                .objected
+                .stopped_by_info
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-            control.cancel.cancel();
+            control.stop.cancel();
         }
         Some(200)
     }
@@ -691,7 +680,7 @@ impl Edge {
     /// PRACK (RFC 3262 §7.2) for a call in its announcement: 200 when it acknowledges our
     /// reliable 183, 481 when it matches none. `None` (no such call) defers to the UAS (481).
     fn on_prack(&self, req: &Request) -> Option<u16> {
-        let control = lock(&self.calls).get(req.call_id()).cloned()?;
+        let control = lock(&self.dialogs).get(req.call_id()).cloned()?;
         let reliable = control.reliable.as_ref()?;
         // The PRACK belongs to our early dialog only if it carries our To tag.
         if req.to().tag() != Some(control.to_tag.as_str()) {
@@ -785,7 +774,7 @@ impl Edge {
     /// PRACK reach us, on the transport the request came on.
     fn contact(&self, arrival: &Arrival) -> String {
         let ip = if arrival.local.ip().is_unspecified() {
-            self.media_address()
+            self.contact_address()
         } else {
             arrival.local.ip()
         };

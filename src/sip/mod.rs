@@ -37,6 +37,7 @@ pub mod limit;
 pub mod reliable;
 pub mod route;
 pub mod scanner;
+pub mod stats;
 pub mod tcp;
 pub mod tls;
 pub mod transaction;

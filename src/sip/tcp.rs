@@ -17,10 +17,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::ops::metrics::StreamLabel;
 use crate::sip::Acl;
 use crate::sip::edge::{Arrival, ArrivalTransport, Edge};
 use crate::sip::framing::{StreamDecoder, StreamItem};
+use crate::sip::stats::StreamLabel;
 use crate::sip::tls::Acceptor;
 
 /// Responses queued per connection before we stop writing to a peer that does not read.
