@@ -5,6 +5,7 @@ pub mod call;
 pub mod cdr;
 pub mod config;
 pub mod daemon;
+pub mod data_dir;
 pub mod evidence;
 pub mod flow;
 pub mod media;

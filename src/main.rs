@@ -210,7 +210,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => {
             let config = config::load(&config)?;
-            let dir = config.data_dir.join("outbox");
+            let dir = config.data().outbox();
             // Reads only: a data directory without an outbox yet has no events to show.
             calltrackd::outbox::tail::print(&dir, from, follow, &mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
@@ -365,7 +365,7 @@ fn subject_find(config: &std::path::Path) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("standard input is not a phone number"))?;
     let keyring = read_only_keyring(&config)?;
     let pseudonyms = calltrackd::call::subject::pseudonyms(&keyring, &number)?;
-    let outbox = config.data_dir.join("outbox");
+    let outbox = config.data().outbox();
     let records: Vec<_> = if outbox.exists() {
         calltrackd::outbox::scan(outbox, calltrackd::outbox::Position(0))?
             .collect::<Result<_, _>>()?
@@ -558,7 +558,7 @@ fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
 /// The keys on disk for a read-only command: creates neither the key directory nor a key.
 fn read_only_keyring(config: &config::Config) -> anyhow::Result<calltrackd::call::Keyring> {
     Ok(calltrackd::call::Keyring::open_read_only(
-        &config.state_path(&config.privacy.key_dir),
+        &config.data().keys(&config.privacy.key_dir),
         config.privacy.rotation,
     )?)
 }

@@ -22,6 +22,8 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::data_dir::DataDir;
+
 use super::{Consent, Disclosure};
 
 /// What the SIP side's events said about the caller; a CDR row of the same call says no more.
@@ -117,7 +119,18 @@ impl Correlator {
     /// Loads `<data_dir>/cdr/correlation.jsonl` if present; unreadable lines are skipped (the
     /// index is a cache of joins, never a source of events).
     pub fn open(data_dir: &Path, limits: Limits, now: DateTime<Utc>) -> Self {
-        let path = data_dir.join("cdr").join("correlation.jsonl");
+        let path = DataDir::new(data_dir).correlation_index();
+        // A crash mid-persist leaves a temp copy of these keyed hashes that no later persist
+        // would replace; it must not outlive the index's own expiry. Both openers (the daemon,
+        // `cdr import`) hold the outbox lock by now, so no other process is persisting.
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        {
+            // The fixed temp name of earlier versions.
+            let _ = std::fs::remove_file(path.with_extension("jsonl.tmp"));
+            if crate::atomic::remove_leftovers(dir, name).is_err() {
+                tracing::warn!("Leftover correlation index temp files could not be removed.");
+            }
+        }
         let this = Self {
             index: Mutex::new(Index::default()),
             path,
@@ -235,7 +248,8 @@ impl Correlator {
         self.len() == 0
     }
 
-    /// Writes the index atomically (temp file, fsync, rename).
+    /// Writes the index atomically (`atomic::replace_with`: temp file, fsync, rename, fsync of
+    /// the directory).
     pub fn persist(&self) -> Result<(), CorrelateError> {
         let err = |source| CorrelateError::Write {
             path: self.path.display().to_string(),
@@ -249,19 +263,23 @@ impl Correlator {
                 .filter_map(|(_, k)| index.by_call_key.get(k).map(|c| expand(*k, c)))
                 .collect()
         };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = self.path.with_extension("jsonl.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(err)?;
-        for entry in entries {
-            if let Ok(line) = serde_json::to_string(&entry) {
-                writeln!(file, "{line}").map_err(err)?;
+        let (Some(dir), Some(name)) = (
+            self.path.parent(),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Err(err(std::io::ErrorKind::InvalidInput.into()));
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        // 0600: keyed hashes of callers, not for the group that may read the data directory.
+        crate::atomic::replace_with(dir, name, 0o600, |w| {
+            for entry in entries {
+                if let Ok(line) = serde_json::to_string(&entry) {
+                    writeln!(w, "{line}")?;
+                }
             }
-        }
-        file.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        Ok(())
+            Ok(())
+        })
+        .map_err(err)
     }
 }
 
@@ -354,6 +372,30 @@ mod tests {
         let again = Correlator::open(dir.path(), limits(), now);
         assert_eq!(again.len(), 3);
         assert!(again.by_call_key(&h("d")).is_some());
+    }
+
+    #[test]
+    fn the_index_is_private_and_a_crash_leaves_no_copy() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let c = Correlator::open(dir.path(), limits(), now);
+        c.insert(entry("a", Some("a"), now), now);
+        c.persist().unwrap();
+        let cdr = dir.path().join("cdr");
+        let index = cdr.join("correlation.jsonl");
+        let mode = std::fs::metadata(&index).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "keyed hashes, whatever the umask");
+        // What a crash mid-persist leaves, in this version's and the earlier temp name.
+        std::fs::write(cdr.join(".correlation.jsonl.0123abcd.tmp"), b"x").unwrap();
+        std::fs::write(cdr.join("correlation.jsonl.tmp"), b"x").unwrap();
+        let again = Correlator::open(dir.path(), limits(), now);
+        assert_eq!(again.len(), 1);
+        let names: Vec<_> = std::fs::read_dir(&cdr)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["correlation.jsonl"]);
     }
 
     #[test]

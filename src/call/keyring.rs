@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -375,7 +375,7 @@ impl Keyring {
     }
 
     fn load_or_create(&self, key_id: &str) -> Result<Secret, KeyError> {
-        load_or_create(&self.dir, &self.path(key_id), key_id)
+        load_or_create(&self.dir, key_id)
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Secret>>> {
@@ -389,10 +389,13 @@ impl Keyring {
     }
 }
 
-/// Reads the key at `path`, or generates it: written to a temp file, fsynced, then published
-/// with `link(2)` so that two processes racing for the same key both end up with one key.
-fn load_or_create(dir: &Path, path: &Path, name: &str) -> Result<Secret, KeyError> {
-    match read_key(path) {
+/// Reads the key `<dir>/<name>.key`, or generates it: published with `link(2)`
+/// (`atomic::publish_new`) so that two processes racing for the same key both end up with one
+/// key.
+fn load_or_create(dir: &Path, name: &str) -> Result<Secret, KeyError> {
+    let file_name = format!("{name}.{KEY_EXT}");
+    let path = dir.join(&file_name);
+    match read_key(&path) {
         Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
         other => return other,
     }
@@ -402,41 +405,14 @@ fn load_or_create(dir: &Path, path: &Path, name: &str) -> Result<Secret, KeyErro
     bytes = [0; KEY_LEN];
     std::hint::black_box(&bytes);
 
-    let mut nonce = [0; 8];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
-    let io_err = |source| KeyError::Io {
-        path: tmp.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err)?;
-    let written = file
-        .write_all(&secret.0)
-        .and_then(|()| file.sync_all())
-        .map_err(io_err);
-    drop(file);
-    let published = written.and_then(|()| match fs::hard_link(&tmp, path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(source) => Err(KeyError::Io {
-            path: path.to_owned(),
-            source,
-        }),
-    });
-    // The temp name is ours alone; removing it cannot lose the published key.
-    let _ = fs::remove_file(&tmp);
-    if published? {
-        sync_dir(dir)?;
-        tracing::info!(key_id = name, "Pseudonym key generated.");
-        Ok(secret)
-    } else {
+    match crate::atomic::publish_new(dir, &file_name, &secret.0, 0o600) {
+        Ok(()) => {
+            tracing::info!(key_id = name, "Pseudonym key generated.");
+            Ok(secret)
+        }
         // Someone else published this epoch's key first; theirs is the key.
-        read_key(path)
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_key(&path),
+        Err(source) => Err(KeyError::Io { path, source }),
     }
 }
 
@@ -494,8 +470,7 @@ impl StandingKey {
     /// Opens `<dir>/<name>.key`, generating it on first use.
     pub fn open(dir: &Path, name: &str) -> Result<Self, KeyError> {
         private_dir(dir)?;
-        let path = dir.join(format!("{name}.key"));
-        load_or_create(dir, &path, name).map(Self)
+        load_or_create(dir, name).map(Self)
     }
 
     /// The keyed hash of `input` for `purpose` (32 lowercase hex characters).

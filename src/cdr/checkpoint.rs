@@ -11,14 +11,16 @@
 //! (committed first) drops that replay's rows again.
 
 use std::collections::HashMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::data_dir::DataDir;
 
 use super::dedup::{Dedup, DedupError, Key, Limits};
 use super::reader::Resume;
@@ -125,7 +127,7 @@ impl Checkpoints {
         limits: Limits,
         now: DateTime<Utc>,
     ) -> Result<Self, CheckpointError> {
-        let dir = data_dir.join("cdr").join("checkpoints");
+        let dir = DataDir::new(data_dir).cdr_checkpoints();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         let mut records = HashMap::new();
@@ -307,21 +309,8 @@ impl Checkpoints {
 
     fn write(&mut self, record: Record) -> Result<(), CheckpointError> {
         let key = record.id.key();
-        let path = self.dir.join(format!("{key}.json"));
-        let tmp = self.dir.join(format!("{key}.tmp"));
         let bytes = serde_json::to_vec(&record)?;
-        {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()?;
+        crate::atomic::replace(&self.dir, &format!("{key}.json"), &bytes, 0o600)?;
         self.records.insert(key, record);
         Ok(())
     }

@@ -11,8 +11,8 @@
 //! live entries, so its size stays bounded by the cap.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -161,32 +161,31 @@ impl Dedup {
     }
 
     fn compact(&mut self) -> Result<(), DedupError> {
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut w = BufWriter::new(
-                OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?,
-            );
+        let (dir, name) = split(&self.path)?;
+        crate::atomic::replace_with(dir, name, 0o600, |w| {
             for (k, t) in &self.order {
                 w.write_all(k)?;
                 w.write_all(&t.to_le_bytes())?;
             }
-            w.into_inner()
-                .map_err(io::IntoInnerError::into_error)?
-                .sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+            Ok(())
+        })?;
         self.log = open_append(&self.path)?;
         self.log_entries = self.order.len();
         Ok(())
     }
+}
+
+/// The directory and file name of the log; a bare file name lives in the working directory.
+fn split(path: &Path) -> io::Result<(&Path, &str)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -200,6 +199,8 @@ fn open_append(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn t(secs: i64) -> DateTime<Utc> {

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::data_dir::DataDir;
+
 /// One quarantined row. The raw row is written to the quarantine on purpose; `Debug` gives
 /// only its length so it cannot reach a log line.
 #[derive(Clone, Serialize)]
@@ -51,7 +53,7 @@ pub struct Quarantine {
 impl Quarantine {
     /// Opens (creating, mode 0700) `<data_dir>/cdr/quarantine/`.
     pub fn open(data_dir: &Path) -> Result<Self, QuarantineError> {
-        let dir = data_dir.join("cdr").join("quarantine");
+        let dir = DataDir::new(data_dir).cdr_quarantine();
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         Ok(Self { dir, day: None })

@@ -28,6 +28,8 @@ use std::time::{Duration, SystemTime};
 
 use globset::GlobMatcher;
 
+use crate::data_dir::DataDir;
+
 use super::watch::{After, Feed, marker_path};
 
 /// `raw_retention_hours` when a feed moves its files and does not set it.
@@ -38,7 +40,7 @@ const TMP_SUFFIX: &str = ".calltrackd-tmp";
 
 /// `<data_dir>/cdr/raw/<feed>/`: the feed's private raw store.
 pub fn store_dir(data_dir: &Path, feed: &str) -> PathBuf {
-    data_dir.join("cdr").join("raw").join(feed)
+    DataDir::new(data_dir).cdr_raw(feed)
 }
 
 /// Creates the raw store `dir` and its `raw/` parent with mode 0700, and sets 0700 on them

@@ -537,11 +537,12 @@ pub enum LogFormat {
 impl Config {
     /// A path from the config, taken relative to `data_dir` when not absolute.
     pub fn state_path(&self, p: &std::path::Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.data_dir.join(p)
-        }
+        self.data().resolve(p)
+    }
+
+    /// The layout under `data_dir`.
+    pub fn data(&self) -> crate::data_dir::DataDir {
+        crate::data_dir::DataDir::new(&self.data_dir)
     }
 }
 

@@ -273,7 +273,7 @@ pub fn recorder(keyring: Keyring, config: &Config) -> Result<Recorder, StartErro
 pub fn open_suppression(config: &Config) -> Result<Suppression, StartError> {
     let retention = chrono::TimeDelta::days(i64::from(config.privacy.suppression_retention_days));
     Ok(Suppression::open(
-        &config.data_dir.join("privacy"),
+        &config.data().privacy(),
         retention,
         chrono::Utc::now(),
     )?)
@@ -299,7 +299,7 @@ pub fn policies(config: &Config) -> HashMap<String, Policy> {
 
 pub fn open_keyring(config: &Config) -> Result<Keyring, StartError> {
     let keyring = Keyring::open(
-        &config.state_path(&config.privacy.key_dir),
+        &config.data().keys(&config.privacy.key_dir),
         config.privacy.rotation,
     )?;
     Ok(keyring)
@@ -316,7 +316,7 @@ pub fn open_outbox(config: &Config) -> Result<Outbox, StartError> {
             config::Durability::Sync => outbox::Durability::Sync,
         },
     };
-    Ok(Outbox::open(config.data_dir.join("outbox"), options)?)
+    Ok(Outbox::open(config.data().outbox(), options)?)
 }
 
 impl Daemon {

@@ -6,9 +6,9 @@
 //! `link(2)`, which fails if the name exists, so two processes racing at first start end up with
 //! the one key that won. A missing or stale `signing.pub` is rewritten from the seed.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -87,38 +87,13 @@ fn generate(layout: &Layout) -> Result<SigningKey, EvidenceError> {
     let path = layout.signing_key();
     let mut seed = [0; SEED_LEN];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let mut nonce = [0; 8];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let tmp = layout
-        .dir()
-        .join(format!(".signing.key.{}.tmp", hex::encode(nonce)));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&seed)?;
-            f.sync_all()
-        });
+    let published = crate::atomic::publish_new(layout.dir(), Layout::SIGNING_KEY, &seed, 0o600);
     seed = [0; SEED_LEN];
     std::hint::black_box(&seed);
-    let published = written.and_then(|()| match fs::hard_link(&tmp, &path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
-    });
-    // The temp name is ours alone; removing it cannot lose the published key.
-    let _ = fs::remove_file(&tmp);
-    let published = published.map_err(EvidenceError::io(&path))?;
-    File::open(layout.dir())
-        .and_then(|d| d.sync_all())
-        .map_err(|source| EvidenceError::Dir {
-            path: layout.dir().to_owned(),
-            source,
-        })?;
-    if published {
-        tracing::info!("Evidence signing key generated.");
+    match published {
+        Ok(()) => tracing::info!("Evidence signing key generated."),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(EvidenceError::io(&path)(e)),
     }
     // Ours, or the one another process published first.
     read_seed(&path)

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
+use crate::data_dir::DataDir;
+
 use super::EvidenceError;
 
 /// The evidence directory.
@@ -20,7 +22,7 @@ impl Layout {
     /// The layout under `data_dir`; touches nothing.
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            dir: data_dir.join("evidence"),
+            dir: DataDir::new(data_dir).evidence(),
         }
     }
 
@@ -62,8 +64,10 @@ impl Layout {
     }
 
     pub fn signing_key(&self) -> PathBuf {
-        self.dir.join("signing.key")
+        self.dir.join(Self::SIGNING_KEY)
     }
+
+    pub const SIGNING_KEY: &str = "signing.key";
 
     pub fn public_key(&self) -> PathBuf {
         self.dir.join(Self::PUBLIC_KEY)

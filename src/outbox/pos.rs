@@ -1,14 +1,11 @@
 //! Durable reader positions: `readers/<name>.pos` holds the next sequence the reader wants, as
-//! decimal text and a line feed. Replaced atomically (temp file, fsync, rename, fsync dir) so a
+//! decimal text and a line feed. Replaced with `atomic::replace` (0640 whatever the umask) so a
 //! crash leaves either the old or the new position, never a torn one.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::Error;
-use super::segment::{self, FILE_MODE};
+use super::segment::FILE_MODE;
 
 /// Reader names become file names, so they are restricted to a safe alphabet.
 pub(super) fn check_name(name: &str) -> Result<(), Error> {
@@ -50,21 +47,13 @@ fn parse(text: &[u8]) -> Option<u64> {
 
 pub(super) fn store(dir: &Path, name: &str, next: u64) -> Result<(), Error> {
     check_name(name)?;
-    let target = path(dir, name);
-    let tmp = target.with_extension("pos.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(&tmp)?;
-        f.write_all(format!("{next}\n").as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)
-    };
-    write().map_err(|e| Error::io("writing", label(name), e))?;
-    segment::sync_dir(&dir.join("readers"), "readers")
+    crate::atomic::replace(
+        &dir.join("readers"),
+        &format!("{name}.pos"),
+        format!("{next}\n").as_bytes(),
+        FILE_MODE,
+    )
+    .map_err(|e| Error::io("writing", label(name), e))
 }
 
 #[cfg(test)]
