@@ -163,7 +163,7 @@ async fn broker_outage_holds_the_commit_until_acknowledged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_timeouts_are_resent_in_order_and_commit_stays_behind_the_topic() {
+async fn message_timeouts_are_resent_and_commit_stays_behind_the_topic() {
     let mock = MockCluster::new(1).unwrap();
     mock.create_topic(TOPIC, 1, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -187,8 +187,8 @@ async fn message_timeouts_are_resent_in_order_and_commit_stays_behind_the_topic(
     let report = r.task.await.unwrap();
     assert!(report.resends >= 64);
     let seqs = consume(&mock.bootstrap_servers(), 1, 200);
-    // One partition: first arrivals are in outbox order.
-    let mut seen = HashSet::new();
-    let firsts: Vec<u64> = seqs.iter().copied().filter(|s| seen.insert(*s)).collect();
-    assert_eq!(firsts, (0..200).collect::<Vec<_>>());
+    // Not "first arrivals in outbox order": a record still queued in librdkafka when the broker
+    // returns can be delivered before an earlier one whose timeout had just fired and which the
+    // rewind resends. The promise is that nothing is lost and the commit never passes a gap.
+    all_present(&seqs, 200);
 }
