@@ -24,6 +24,7 @@ use super::quarantine::Quarantine;
 use super::raw::{self, Retention, Scope};
 use super::retry::Retry;
 use super::watch::{self, After, Feed, IMPORT_FEED};
+use crate::ops::Occurrence;
 use crate::outbox::Outbox;
 
 /// Rows per batch: one outbox fsync and one checkpoint per batch.
@@ -205,8 +206,11 @@ impl Ingestor {
                 n
             }
             Err(err) => {
-                self.counts.raw_purge_failures.inc();
-                warn!(feed, error = %err, "Raw CDR files past their retention could not be deleted.");
+                // Hourly per feed: every failure is logged.
+                static FAILED: Occurrence = Occurrence::new(Duration::ZERO);
+                if let Some(suppressed) = FAILED.record(&self.counts.raw_purge_failures) {
+                    warn!(feed, error = %err, suppressed, "Raw CDR files past their retention could not be deleted.");
+                }
                 0
             }
         }
@@ -301,13 +305,17 @@ pub async fn run(ingestor: Arc<Ingestor>, feeds: Vec<Feed>, shutdown: Cancellati
                 Outcome::Gone => retry.clear(&path),
                 Outcome::Failed(err) => {
                     let delay = retry.failed(&path, i, now);
-                    ingestor.counts.files_failed.inc();
-                    warn!(
-                        feed = %feed.name,
-                        error = %err,
-                        retry_seconds = delay.as_secs(),
-                        "CDR file not ingested; it is tried again."
-                    );
+                    // Each file is retried with backoff, so every failure is logged.
+                    static FAILED: Occurrence = Occurrence::new(Duration::ZERO);
+                    if let Some(suppressed) = FAILED.record(&ingestor.counts.files_failed) {
+                        warn!(
+                            feed = %feed.name,
+                            error = %err,
+                            retry_seconds = delay.as_secs(),
+                            suppressed,
+                            "CDR file not ingested; it is tried again."
+                        );
+                    }
                 }
             }
         }

@@ -14,6 +14,7 @@ use crate::call::correlate::Correlator;
 use crate::call::{Keyring, Recorder};
 use crate::cdr::service::Ingestor;
 use crate::evidence;
+use crate::ops::Occurrence;
 use crate::outbox::{self, Outbox};
 use crate::sip::edge::Edge;
 
@@ -57,8 +58,11 @@ pub(super) fn prune_keys(keyring: &Keyring, keep: usize, failures: &Counter) {
         }
         Ok(_) => {}
         Err(err) => {
-            failures.inc();
-            warn!(error = %err, "Expired pseudonym keys could not be shredded.");
+            // Hourly: every failure is logged.
+            static FAILED: Occurrence = Occurrence::new(Duration::ZERO);
+            if let Some(suppressed) = FAILED.record(failures) {
+                warn!(error = %err, suppressed, "Expired pseudonym keys could not be shredded.");
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct Calls {
     pub(super) metrics: Arc<Stats>,
     outbox_full: Occurrence,
     outbox_error: Occurrence,
+    key_failure: Occurrence,
 }
 
 impl crate::sip::edge::Calls for Calls {
@@ -59,6 +60,7 @@ impl Calls {
             metrics,
             outbox_full: Occurrence::new(Duration::from_secs(10)),
             outbox_error: Occurrence::new(Duration::from_secs(10)),
+            key_failure: Occurrence::default(),
         }
     }
 
@@ -161,8 +163,9 @@ impl Calls {
             notice: record.notice,
         };
         let observed = self.recorder.observe(&observation).map_err(|err| {
-            self.metrics.key_failures.inc();
-            warn!(error = %err, "Call could not be recorded.");
+            if let Some(suppressed) = self.key_failure.record(&self.metrics.key_failures) {
+                warn!(error = %err, suppressed, "Call could not be recorded.");
+            }
             Unwritten::Unrecorded
         })?;
         let now = Utc::now();

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 
+#[derive(Debug)]
 pub struct Occurrence {
     interval: Duration,
     last_logged_ms: AtomicU64,
@@ -25,7 +26,12 @@ impl Occurrence {
     /// Counts one occurrence; returns `Some(suppressed_since_last_log)` when this one should be
     /// logged. The caller writes the log line with its own fixed fields and message.
     pub fn record(&self, counter: &Counter) -> Option<u64> {
-        counter.inc();
+        self.record_n(counter, 1)
+    }
+
+    /// As `record`, for one occurrence that counts `n` (lines skipped in one go).
+    pub fn record_n(&self, counter: &Counter, n: u64) -> Option<u64> {
+        counter.inc_by(n);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -44,6 +50,14 @@ impl Occurrence {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
             None
         }
+    }
+}
+
+/// Ten seconds between log lines: for faults that repeat while they last (a broken key store,
+/// a damaged segment, a failing purge), one line per interval says it is still going on.
+impl Default for Occurrence {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10))
     }
 }
 

@@ -206,12 +206,14 @@ impl Reader {
     /// Counts and logs a position file that could not be used; the reader starts at 0 (`seek`
     /// moves on to the oldest retained segment).
     fn reset_position(&self, reason: &'static str) -> u64 {
-        self.outbox.stats().count_position_reset();
-        tracing::warn!(
-            reader = %self.name,
-            reason,
-            "Reader position file unusable; reading again from the oldest retained segment."
-        );
+        if let Some(suppressed) = self.outbox.stats().count_position_reset() {
+            tracing::warn!(
+                reader = %self.name,
+                reason,
+                suppressed,
+                "Reader position file unusable; reading again from the oldest retained segment."
+            );
+        }
         0
     }
 
@@ -373,31 +375,37 @@ impl Report<'_> {
         let segment = segment::name(base);
         match damage {
             Damage::NotJson => {
-                stats.count_corrupt_lines(n);
-                tracing::warn!(
-                    reader,
-                    segment,
-                    lines = n,
-                    "Reader skipped a corrupt outbox line."
-                );
+                if let Some(suppressed) = stats.count_corrupt_lines(n) {
+                    tracing::warn!(
+                        reader,
+                        segment,
+                        lines = n,
+                        suppressed,
+                        "Reader skipped a corrupt outbox line."
+                    );
+                }
             }
             Damage::ExtraLine => {
-                stats.count_corrupt_lines(n);
-                tracing::warn!(
-                    reader,
-                    segment,
-                    lines = n,
-                    "Reader skipped an outbox line beyond the next segment's start."
-                );
+                if let Some(suppressed) = stats.count_corrupt_lines(n) {
+                    tracing::warn!(
+                        reader,
+                        segment,
+                        lines = n,
+                        suppressed,
+                        "Reader skipped an outbox line beyond the next segment's start."
+                    );
+                }
             }
             Damage::MissingLines => {
-                stats.count_missing_lines(n);
-                tracing::warn!(
-                    reader,
-                    segment,
-                    records = n,
-                    "Reader skipped records missing from a sealed outbox segment."
-                );
+                if let Some(suppressed) = stats.count_missing_lines(n) {
+                    tracing::warn!(
+                        reader,
+                        segment,
+                        records = n,
+                        suppressed,
+                        "Reader skipped records missing from a sealed outbox segment."
+                    );
+                }
             }
         }
     }

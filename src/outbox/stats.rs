@@ -19,6 +19,11 @@ pub struct Stats {
     corrupt_lines: Counter,
     missing_lines: Counter,
     position_resets: Counter,
+    /// Damage a reader skipped and position files it could not use, counted and logged
+    /// together: a damaged segment that several readers meet is logged once per interval.
+    corrupt_seen: std::sync::Arc<crate::ops::Occurrence>,
+    missing_seen: std::sync::Arc<crate::ops::Occurrence>,
+    reset_seen: std::sync::Arc<crate::ops::Occurrence>,
 }
 
 /// The outbox's size and state, read at each scrape.
@@ -154,14 +159,15 @@ impl Stats {
     pub(super) fn count_torn(&self, n: u64) {
         self.torn_lines_cut.inc_by(n);
     }
-    pub(super) fn count_corrupt_lines(&self, n: u64) {
-        self.corrupt_lines.inc_by(n);
+    /// These return `Some(suppressed)` when the occurrence is to be logged (`ops::Occurrence`).
+    pub(super) fn count_corrupt_lines(&self, n: u64) -> Option<u64> {
+        self.corrupt_seen.record_n(&self.corrupt_lines, n)
     }
-    pub(super) fn count_missing_lines(&self, n: u64) {
-        self.missing_lines.inc_by(n);
+    pub(super) fn count_missing_lines(&self, n: u64) -> Option<u64> {
+        self.missing_seen.record_n(&self.missing_lines, n)
     }
-    pub(super) fn count_position_reset(&self) {
-        self.position_resets.inc();
+    pub(super) fn count_position_reset(&self) -> Option<u64> {
+        self.reset_seen.record(&self.position_resets)
     }
     pub(super) fn count_full(&self) {
         self.full_refusals.inc();

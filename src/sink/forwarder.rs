@@ -197,10 +197,13 @@ impl Forwarder {
                     return true;
                 }
                 Ok(Err(err)) => {
-                    self.stats.count_registry_error();
-                    tracing::warn!(error = %err, "Schema registry not reached; events wait in the outbox.");
+                    if let Some(suppressed) = self.stats.count_registry_error() {
+                        tracing::warn!(error = %err, suppressed, "Schema registry not reached; events wait in the outbox.");
+                    }
                 }
-                Err(_) => self.stats.count_registry_error(),
+                Err(_) => {
+                    let _ = self.stats.count_registry_error();
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return false,
@@ -366,12 +369,14 @@ impl Forwarder {
             match producer::build(&self.kafka, &self.stats) {
                 Ok(fresh) => {
                     let old = std::mem::replace(&mut self.producer, fresh);
-                    self.stats.count_producer_restart();
                     run.purged = false;
-                    tracing::warn!(
-                        code = ?run.last_error,
-                        "Kafka producer failed fatally and was rebuilt."
-                    );
+                    if let Some(suppressed) = self.stats.count_producer_restart() {
+                        tracing::warn!(
+                            code = ?run.last_error,
+                            suppressed,
+                            "Kafka producer failed fatally and was rebuilt."
+                        );
+                    }
                     let _ = tokio::task::spawn_blocking(move || drop(old)).await;
                 }
                 Err(e) => {
@@ -432,9 +437,10 @@ impl Forwarder {
             })
         })
         .await;
-        if !matches!(done, Ok(Ok(_))) {
-            self.stats.count_retention_error();
-            tracing::warn!("Outbox retention after Kafka delivery failed.");
+        if !matches!(done, Ok(Ok(_)))
+            && let Some(suppressed) = self.stats.count_retention_error()
+        {
+            tracing::warn!(suppressed, "Outbox retention after Kafka delivery failed.");
         }
     }
 

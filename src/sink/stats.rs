@@ -1,10 +1,14 @@
 //! Counters of the Kafka forwarder, registered into the process's metrics registry. Each counts
 //! one fixed occurrence and never carries event content, so none needs a label.
 
+use std::sync::Arc;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::ops::Occurrence;
 
 /// Shared between the forwarder (writer) and the metrics endpoint and `status` (readers).
 #[derive(Debug, Clone)]
@@ -19,6 +23,10 @@ pub struct Stats {
     retention_errors: Counter,
     producer_restarts: Counter,
     registry_errors: Counter,
+    /// Faults that are counted and logged together (`ops::Occurrence`).
+    retention_failed: Arc<Occurrence>,
+    registry_failed: Arc<Occurrence>,
+    restart_seen: Arc<Occurrence>,
     /// Handing a record to the producer until the brokers acknowledged it.
     delivery_seconds: Histogram,
     /// Unix time of the last acknowledgement (0: none yet), for lag and alerts.
@@ -38,6 +46,9 @@ impl Default for Stats {
             retention_errors: Counter::default(),
             producer_restarts: Counter::default(),
             registry_errors: Counter::default(),
+            retention_failed: Arc::default(),
+            registry_failed: Arc::default(),
+            restart_seen: Arc::default(),
             delivery_seconds: crate::ops::metrics::latency_buckets(),
             last_ack: Gauge::default(),
         }
@@ -186,13 +197,16 @@ impl Stats {
     pub(super) fn count_unparsed(&self) {
         self.unparsed.inc();
     }
-    pub(super) fn count_retention_error(&self) {
-        self.retention_errors.inc();
+    /// `Some(suppressed)` when this failure is to be logged.
+    pub(super) fn count_retention_error(&self) -> Option<u64> {
+        self.retention_failed.record(&self.retention_errors)
     }
-    pub(super) fn count_registry_error(&self) {
-        self.registry_errors.inc();
+    /// `Some(suppressed)` when this failure is to be logged.
+    pub(super) fn count_registry_error(&self) -> Option<u64> {
+        self.registry_failed.record(&self.registry_errors)
     }
-    pub(super) fn count_producer_restart(&self) {
-        self.producer_restarts.inc();
+    /// `Some(suppressed)` when this restart is to be logged.
+    pub(super) fn count_producer_restart(&self) -> Option<u64> {
+        self.restart_seen.record(&self.producer_restarts)
     }
 }
