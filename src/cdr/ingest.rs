@@ -222,29 +222,34 @@ pub fn ingest_file(
         read: 0,
         at: None,
     };
-    while let Some(item) = reader.next_item()? {
-        p.at = Some(item.resume());
-        let result = item.result.and_then(|row| {
-            job.limits
-                .check_times(&row, now)
-                .map(|()| row)
-                .map_err(Into::into)
-        });
-        match result {
-            Ok(mut row) => {
-                row.line = item.line;
-                let k = dedup::key(job.feed, &row.record_id);
-                if checkpoints.seen(&k) || !p.key_set.insert(k) {
-                    report.duplicates += 1;
-                } else {
-                    p.keys.push(k);
-                    p.rows.push(row);
+    loop {
+        let item = reader.next_item()?;
+        let end = item.is_none();
+        if let Some(item) = item {
+            p.at = Some(item.resume());
+            let result = item.result.and_then(|row| {
+                job.limits
+                    .check_times(&row, now)
+                    .map(|()| row)
+                    .map_err(Into::into)
+            });
+            match result {
+                Ok(mut row) => {
+                    row.line = item.line;
+                    let k = dedup::key(job.feed, &row.record_id);
+                    if checkpoints.seen(&k) || !p.key_set.insert(k) {
+                        report.duplicates += 1;
+                    } else {
+                        p.keys.push(k);
+                        p.rows.push(row);
+                    }
                 }
+                Err(e) => p.bad.push((item.line, e, reader.raw_text())),
             }
-            Err(e) => p.bad.push((item.line, e, reader.raw_text())),
+            p.read += 1;
         }
-        p.read += 1;
-        if p.read >= batch_size as u64 {
+        // A full batch, or what is left at the end, is delivered and checkpointed together.
+        if end || p.read >= batch_size as u64 {
             rows_done += p.read;
             flush(
                 &mut p,
@@ -257,18 +262,10 @@ pub fn ingest_file(
                 &mut report,
             )?;
         }
+        if end {
+            break;
+        }
     }
-    rows_done += p.read;
-    flush(
-        &mut p,
-        &id,
-        &label,
-        rows_done,
-        checkpoints,
-        quarantine,
-        sink,
-        &mut report,
-    )?;
     if reader.held_back() {
         report.held_back = true;
         return Ok(report);

@@ -371,42 +371,29 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn skipped(&self, base: u64, damage: Damage, n: u64) {
-        let (stats, reader) = (self.stats, self.reader);
-        let segment = segment::name(base);
-        match damage {
-            Damage::NotJson => {
-                if let Some(suppressed) = stats.count_corrupt_lines(n) {
-                    tracing::warn!(
-                        reader,
-                        segment,
-                        lines = n,
-                        suppressed,
-                        "Reader skipped a corrupt outbox line."
-                    );
-                }
-            }
-            Damage::ExtraLine => {
-                if let Some(suppressed) = stats.count_corrupt_lines(n) {
-                    tracing::warn!(
-                        reader,
-                        segment,
-                        lines = n,
-                        suppressed,
-                        "Reader skipped an outbox line beyond the next segment's start."
-                    );
-                }
-            }
-            Damage::MissingLines => {
-                if let Some(suppressed) = stats.count_missing_lines(n) {
-                    tracing::warn!(
-                        reader,
-                        segment,
-                        records = n,
-                        suppressed,
-                        "Reader skipped records missing from a sealed outbox segment."
-                    );
-                }
-            }
+        let stats = self.stats;
+        let (logged, what) = match damage {
+            Damage::NotJson => (
+                stats.count_corrupt_lines(n),
+                "Reader skipped a corrupt outbox line.",
+            ),
+            Damage::ExtraLine => (
+                stats.count_corrupt_lines(n),
+                "Reader skipped an outbox line beyond the next segment's start.",
+            ),
+            Damage::MissingLines => (
+                stats.count_missing_lines(n),
+                "Reader skipped records missing from a sealed outbox segment.",
+            ),
+        };
+        if let Some(suppressed) = logged {
+            tracing::warn!(
+                reader = self.reader,
+                segment = segment::name(base),
+                lines = n,
+                suppressed,
+                "{what}"
+            );
         }
     }
 }
