@@ -6,10 +6,13 @@ use std::sync::Arc;
 use super::{Hook, Seconds};
 use crate::media::announcements::Announcements;
 
-/// What to do with an INVITE that carries no SDP, so cannot hear early media.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do with an INVITE that carries no SDP, so cannot hear early media (a campaign's
+/// `without_sdp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WithoutSdp {
     /// Route it, recorded as `disclosure: skipped` and without a caller identifier.
+    #[default]
     Skip,
     /// Refuse it with 403.
     Reject,
@@ -36,7 +39,7 @@ impl Plan {
             announcement_id: None,
             announcements: None,
             external_uri: None,
-            without_sdp: WithoutSdp::Skip,
+            without_sdp: WithoutSdp::default(),
             objection_digit: '9',
             informed_after: None,
         }

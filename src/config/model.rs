@@ -280,7 +280,7 @@ pub struct Campaign {
     pub external_uri: Option<String>,
     /// An INVITE without SDP cannot hear early media: "skip" the announcement or "reject" (403).
     #[serde(default)]
-    pub without_sdp: WithoutSdp,
+    pub without_sdp: crate::call::disclosure::WithoutSdp,
     /// The key a caller presses during the announcement to object to tracking.
     #[serde(default = "default_objection_digit")]
     pub objection_digit: char,
@@ -300,14 +300,6 @@ impl Campaign {
             Hook::None
         })
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WithoutSdp {
-    #[default]
-    Skip,
-    Reject,
 }
 
 /// Early media (RFC 3960): where our RTP comes from.
@@ -460,7 +452,7 @@ pub struct Outbox {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: u64,
     #[serde(default)]
-    pub durability: Durability,
+    pub durability: crate::outbox::Durability,
     /// Group-commit interval for `durability = "interval"`.
     #[serde(default = "default_sync_interval_ms")]
     pub sync_interval_ms: u64,
@@ -475,7 +467,7 @@ impl Default for Outbox {
         Self {
             segment_bytes: default_segment_bytes(),
             max_bytes: default_max_bytes(),
-            durability: Durability::default(),
+            durability: crate::outbox::Durability::default(),
             sync_interval_ms: default_sync_interval_ms(),
             retention_hours: default_retention_hours(),
         }
@@ -492,16 +484,6 @@ fn default_sync_interval_ms() -> u64 {
 }
 fn default_retention_hours() -> u64 {
     168
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Written before the response, fsynced every `sync_interval_ms`.
-    #[default]
-    Interval,
-    /// The final response waits for the fsync.
-    Sync,
 }
 
 #[derive(Debug, Clone, Deserialize)]

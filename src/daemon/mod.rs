@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::call::correlate::{self, Correlator};
-use crate::call::disclosure::{Plan, WithoutSdp};
+use crate::call::disclosure::Plan;
 use crate::call::suppression::Suppression;
 use crate::call::{CallerPolicy, E164, Keyring, Normalizer, Policy, Recorder};
 use crate::cdr::complete::Completer;
@@ -138,10 +138,7 @@ pub fn plans(config: &Config) -> Result<HashMap<String, Arc<Plan>>, StartError> 
                 .as_deref()
                 .and_then(|a| loaded.get(a).cloned()),
             external_uri: campaign.external_uri.clone(),
-            without_sdp: match campaign.without_sdp {
-                config::WithoutSdp::Skip => WithoutSdp::Skip,
-                config::WithoutSdp::Reject => WithoutSdp::Reject,
-            },
+            without_sdp: campaign.without_sdp,
             objection_digit: campaign.objection_digit,
             informed_after: campaign
                 .announcement
@@ -311,10 +308,7 @@ pub fn open_outbox(config: &Config) -> Result<Outbox, StartError> {
         segment_bytes: c.segment_bytes,
         max_bytes: c.max_bytes,
         sync_interval: Duration::from_millis(c.sync_interval_ms),
-        durability: match c.durability {
-            config::Durability::Interval => outbox::Durability::Interval,
-            config::Durability::Sync => outbox::Durability::Sync,
-        },
+        durability: c.durability,
     };
     Ok(Outbox::open(config.data().outbox(), options)?)
 }

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use super::Error;
 
-/// When `append` returns relative to fdatasync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// When `append` returns relative to fdatasync (`[outbox] durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// `append` returns after write(2): the line survives a killed process at once and a power
     /// loss once the background syncer's next fdatasync ran (every `sync_interval`).
