@@ -240,11 +240,11 @@ caller = "drop"
     fn media_networks_default_to_the_acl_and_may_be_set() {
         let text = format!("{MINIMAL}\n[sip.acl]\nallow = [\"192.0.2.0/28\"]\n");
         let config = parse(&text).unwrap();
-        let nets = config.media.allowed_networks(&config.sip.acl);
+        let nets = config.media.allowed_networks(&config.sip.acl.allow);
         assert_eq!(nets, ["192.0.2.0/28".parse::<ipnet::IpNet>().unwrap()]);
         let text = format!("{text}[media]\nallowed_networks = [\"198.51.100.0/24\"]\n");
         let config = parse(&text).unwrap();
-        let nets = config.media.allowed_networks(&config.sip.acl);
+        let nets = config.media.allowed_networks(&config.sip.acl.allow);
         assert_eq!(nets, ["198.51.100.0/24".parse::<ipnet::IpNet>().unwrap()]);
     }
 

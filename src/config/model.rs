@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+// Sections that live next to the component they configure, under their names in this tree.
+pub use crate::media::Settings as Media;
+pub use crate::outbox::Settings as Outbox;
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +23,7 @@ pub struct Config {
     pub numbers: Numbers,
     #[serde(default)]
     pub campaigns: BTreeMap<String, Campaign>,
+    /// Early media (RFC 3960): where our RTP comes from.
     #[serde(default)]
     pub media: Media,
     /// Disclosure announcements by id, referenced from campaigns.
@@ -94,7 +99,7 @@ pub struct Sip {
     #[serde(default)]
     pub acl: Acl,
     #[serde(default)]
-    pub timers: Timers,
+    pub timers: crate::sip::transaction::TimerSettings,
     /// Upper bound on live server transactions; past it new requests get 503.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
@@ -134,7 +139,7 @@ impl Default for Sip {
             transports: default_transports(),
             max_message_bytes: default_max_message_bytes(),
             acl: Acl::default(),
-            timers: Timers::default(),
+            timers: crate::sip::transaction::TimerSettings::default(),
             max_transactions: default_max_transactions(),
             max_transaction_bytes: default_max_transaction_bytes(),
             limits: crate::sip::limit::Settings::default(),
@@ -199,37 +204,6 @@ pub enum DenyAction {
     Drop,
     /// Answer 403 Forbidden.
     Reject,
-}
-
-/// RFC 3261 §17 timer bases.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Timers {
-    #[serde(default = "default_t1")]
-    pub t1_ms: u64,
-    #[serde(default = "default_t2")]
-    pub t2_ms: u64,
-    #[serde(default = "default_t4")]
-    pub t4_ms: u64,
-}
-
-impl Default for Timers {
-    fn default() -> Self {
-        Self {
-            t1_ms: default_t1(),
-            t2_ms: default_t2(),
-            t4_ms: default_t4(),
-        }
-    }
-}
-fn default_t1() -> u64 {
-    500
-}
-fn default_t2() -> u64 {
-    4000
-}
-fn default_t4() -> u64 {
-    5000
 }
 
 /// The tracking-number pool.
@@ -302,79 +276,6 @@ impl Campaign {
     }
 }
 
-/// Early media (RFC 3960): where our RTP comes from.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Media {
-    /// Address we bind RTP to and put into the SDP answer's c= line.
-    #[serde(default = "default_media_address")]
-    pub address: std::net::IpAddr,
-    /// RTP port range (even ports are used); one port per announced call.
-    #[serde(default = "default_port_min")]
-    pub port_min: u16,
-    #[serde(default = "default_port_max")]
-    pub port_max: u16,
-    /// The 183 is resent this often during long announcements, so carriers' provisional-response
-    /// timers (often 60-180 s) do not fire.
-    #[serde(default = "default_refresh_seconds")]
-    pub refresh_seconds: u64,
-    /// How long an announcement's RTP port stays held after playback, so the caller's RTP that
-    /// is still on its way cannot reach the next call on the same port (milliseconds).
-    #[serde(default = "default_port_linger_ms")]
-    pub port_linger_ms: u64,
-    /// CIDRs our RTP may go to. An SDP naming an address outside them gets no announcement
-    /// (the call goes on as one without SDP). Unset: the networks of `[sip.acl] allow`.
-    #[serde(default)]
-    pub allowed_networks: Option<Vec<ipnet::IpNet>>,
-    /// Announcements playing to one media address at once; past it a call goes on as one
-    /// without SDP.
-    #[serde(default = "default_max_streams_per_destination")]
-    pub max_streams_per_destination: usize,
-}
-
-impl Media {
-    /// The networks RTP may go to, with the default applied.
-    pub fn allowed_networks(&self, acl: &Acl) -> Vec<ipnet::IpNet> {
-        self.allowed_networks
-            .clone()
-            .unwrap_or_else(|| acl.allow.clone())
-    }
-}
-
-impl Default for Media {
-    fn default() -> Self {
-        Self {
-            address: default_media_address(),
-            port_min: default_port_min(),
-            port_max: default_port_max(),
-            refresh_seconds: default_refresh_seconds(),
-            port_linger_ms: default_port_linger_ms(),
-            allowed_networks: None,
-            max_streams_per_destination: default_max_streams_per_destination(),
-        }
-    }
-}
-// A carrier's media gateway may carry every announced call; 2,000 G.711 streams are about
-// 190 Mbit/s, the most one address can be made to receive from us.
-fn default_max_streams_per_destination() -> usize {
-    2000
-}
-fn default_port_linger_ms() -> u64 {
-    2000
-}
-fn default_media_address() -> std::net::IpAddr {
-    std::net::IpAddr::from([127, 0, 0, 1])
-}
-fn default_port_min() -> u16 {
-    40000
-}
-fn default_port_max() -> u16 {
-    44999
-}
-fn default_refresh_seconds() -> u64 {
-    50
-}
-
 /// A disclosure recording: WAV, 8 kHz mono 16-bit PCM.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -441,49 +342,6 @@ fn default_key_dir() -> PathBuf {
 }
 fn default_keep_keys() -> usize {
     13
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Outbox {
-    #[serde(default = "default_segment_bytes")]
-    pub segment_bytes: u64,
-    /// Hard cap on the outbox on disk; when full, new calls get 503 rather than losing events.
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: u64,
-    #[serde(default)]
-    pub durability: crate::outbox::Durability,
-    /// Group-commit interval for `durability = "interval"`.
-    #[serde(default = "default_sync_interval_ms")]
-    pub sync_interval_ms: u64,
-    /// Without Kafka: segments older than this are deleted. With Kafka, delivered segments go
-    /// after `kafka.retention_hours_after_delivery` instead, and undelivered ones are kept.
-    #[serde(default = "default_retention_hours")]
-    pub retention_hours: u64,
-}
-
-impl Default for Outbox {
-    fn default() -> Self {
-        Self {
-            segment_bytes: default_segment_bytes(),
-            max_bytes: default_max_bytes(),
-            durability: crate::outbox::Durability::default(),
-            sync_interval_ms: default_sync_interval_ms(),
-            retention_hours: default_retention_hours(),
-        }
-    }
-}
-fn default_segment_bytes() -> u64 {
-    64 * 1024 * 1024
-}
-fn default_max_bytes() -> u64 {
-    4 * 1024 * 1024 * 1024
-}
-fn default_sync_interval_ms() -> u64 {
-    10
-}
-fn default_retention_hours() -> u64 {
-    168
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -32,38 +32,22 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     if config.sip.max_transactions == 0 {
         problem("sip.max_transactions".into(), "must be at least 1");
     }
-    let timers = config.sip.timers;
-    if timers.t1_ms == 0 || timers.t2_ms < timers.t1_ms || timers.t4_ms == 0 {
-        problem(
-            "sip.timers".into(),
-            "need t1_ms > 0, t2_ms >= t1_ms and t4_ms > 0",
-        );
-    }
-
-    for (key, message) in config.sip.limits.validate() {
-        problem(format!("sip.limits.{key}"), &message);
-    }
     if config.sip.max_transaction_bytes < 64 * 1024 {
         problem("sip.max_transaction_bytes".into(), "must be at least 65536");
     }
-    if config.media.max_streams_per_destination == 0 {
-        problem(
-            "media.max_streams_per_destination".into(),
-            "must be at least 1",
-        );
-    }
-
+    within("sip.timers", config.sip.timers.validate(), &mut problems);
+    within("sip.limits", config.sip.limits.validate(), &mut problems);
     if let Some(tls) = &config.sip.tls {
-        for (key, message) in tls.validate() {
-            problem(format!("sip.tls.{key}"), &message);
-        }
+        within("sip.tls", tls.validate(), &mut problems);
     }
+    within("media", config.media.validate(), &mut problems);
+    within("outbox", config.outbox.validate(), &mut problems);
 
     match config.numbers.normalizer() {
-        Err(_) => problem(
+        Err(_) => problems.push((
             "numbers.default_region".into(),
-            "not a known ISO 3166 region code (e.g. \"DE\")",
-        ),
+            "not a known ISO 3166 region code (e.g. \"DE\")".to_owned(),
+        )),
         Ok(normalizer) => {
             let mut seen: HashMap<String, usize> = HashMap::new();
             for (i, entry) in config.numbers.pool.iter().enumerate() {
@@ -200,39 +184,6 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     {
         problems.push(("kafka".into(), err.to_string()));
     }
-    let media = &config.media;
-    if media.port_min < 1024 || media.port_min >= media.port_max {
-        problems.push((
-            "media.port_min".into(),
-            "need 1024 <= port_min < port_max".to_owned(),
-        ));
-    }
-    if media.refresh_seconds == 0 || media.refresh_seconds > 170 {
-        problems.push((
-            "media.refresh_seconds".into(),
-            "must be 1..=170 (under Timer C)".to_owned(),
-        ));
-    }
-
-    let outbox = &config.outbox;
-    if outbox.segment_bytes < 4096 || outbox.segment_bytes > outbox.max_bytes {
-        problems.push((
-            "outbox.segment_bytes".into(),
-            "must be at least 4096 and at most outbox.max_bytes".to_owned(),
-        ));
-    }
-    if outbox.sync_interval_ms == 0 || outbox.sync_interval_ms > 10_000 {
-        problems.push((
-            "outbox.sync_interval_ms".into(),
-            "must be 1..=10000".to_owned(),
-        ));
-    }
-    if outbox.retention_hours == 0 {
-        problems.push((
-            "outbox.retention_hours".into(),
-            "must be at least 1".to_owned(),
-        ));
-    }
     if config.privacy.keep_keys == 0 {
         problems.push((
             "privacy.keep_keys".into(),
@@ -246,6 +197,19 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         ));
     }
     problems
+}
+
+/// A section's own problems (keys relative to it) under the section's path, which is named once
+/// here; an empty key is the section itself.
+fn within(section: &str, found: Vec<(String, String)>, problems: &mut Vec<(String, String)>) {
+    problems.extend(found.into_iter().map(|(key, message)| {
+        let path = if key.is_empty() {
+            section.to_owned()
+        } else {
+            format!("{section}.{key}")
+        };
+        (path, message)
+    }));
 }
 
 /// Valid settings that defeat a safe default, as (key path, message) pairs.

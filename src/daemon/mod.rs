@@ -28,8 +28,7 @@ use crate::cdr::complete::Completer;
 use crate::cdr::service::Ingestor;
 use crate::config::{self, Config, Transport};
 use crate::evidence;
-use crate::flow::{Calls, MediaSettings};
-use crate::media::PortPool;
+use crate::flow::Calls;
 use crate::media::announcements::Announcements;
 use crate::ops;
 use crate::ops::control::Control;
@@ -303,14 +302,10 @@ pub fn open_keyring(config: &Config) -> Result<Keyring, StartError> {
 }
 
 pub fn open_outbox(config: &Config) -> Result<Outbox, StartError> {
-    let c = &config.outbox;
-    let options = outbox::Options {
-        segment_bytes: c.segment_bytes,
-        max_bytes: c.max_bytes,
-        sync_interval: Duration::from_millis(c.sync_interval_ms),
-        durability: c.durability,
-    };
-    Ok(Outbox::open(config.data().outbox(), options)?)
+    Ok(Outbox::open(
+        config.data().outbox(),
+        config.outbox.options(),
+    )?)
 }
 
 impl Daemon {
@@ -346,32 +341,22 @@ impl Daemon {
             },
             None => None,
         };
-        let timers = Timers {
-            t1: Duration::from_millis(config.sip.timers.t1_ms),
-            t2: Duration::from_millis(config.sip.timers.t2_ms),
-            t4: Duration::from_millis(config.sip.timers.t4_ms),
-        };
+        let timers = Timers::from(config.sip.timers);
         let settings = EdgeSettings {
             server_header: config.sip.server_header.clone(),
             advertise_host: config.sip.advertise_host.clone(),
             reliable_provisional: config.sip.reliable_provisional,
             t1: timers.t1,
-            progress_refresh: Duration::from_secs(config.media.refresh_seconds),
+            progress_refresh: config.media.refresh(),
             limits: config.sip.limits.clone(),
         };
         let calls = Arc::new(Calls::new(
             recorder.clone(),
             outbox.clone(),
-            MediaSettings {
-                address: std::sync::RwLock::new(config.media.address),
-                ports: PortPool::new(config.media.port_min..=config.media.port_max)
-                    .map_err(|e| StartError::Media(e.to_string()))?,
-                linger: Duration::from_millis(config.media.port_linger_ms),
-                destinations: Arc::new(crate::media::destinations::Destinations::new(
-                    config.media.allowed_networks(&config.sip.acl),
-                    config.media.max_streams_per_destination,
-                )),
-            },
+            config
+                .media
+                .build(&config.sip.acl.allow)
+                .map_err(|e| StartError::Media(e.to_string()))?,
             flow_stats,
         ));
         let edge = Arc::new(Edge::new(
@@ -502,7 +487,7 @@ impl Daemon {
         self.edge.set_contact_address(config.media.address);
         self.calls.set_media_address(config.media.address);
         self.calls
-            .set_media_networks(config.media.allowed_networks(&config.sip.acl));
+            .set_media_networks(config.media.allowed_networks(&config.sip.acl.allow));
         if !crate::ops::telemetry::set_level(&config.log.level) {
             info!("Log level not reloaded (RUST_LOG is set, or the level does not parse).");
         }

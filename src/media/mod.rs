@@ -2,6 +2,7 @@
 //! DTMF detection, the RTP port pool and the async player that ties them together.
 
 pub mod announcements;
+mod config;
 pub mod destinations;
 pub mod dtmf;
 pub mod g711;
@@ -11,6 +12,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod wav;
 
+pub use config::Settings;
 pub use dtmf::DtmfDetector;
 pub use g711::Codec;
 pub use player::{PlayEnd, PlayOutcome, play};

@@ -15,6 +15,7 @@
 //! One writer per directory: `Outbox::open` takes an exclusive lock on `LOCK`, so a second
 //! process (a `cdr import` beside a running daemon) is refused instead of corrupting the log.
 
+mod config;
 mod error;
 mod options;
 mod pos;
@@ -33,6 +34,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use config::Settings;
 pub use error::Error;
 pub use options::{Durability, Options};
 pub use reader::Reader;

@@ -16,6 +16,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+mod settings;
+pub use settings::TimerSettings;
+
 /// How long an INVITE may wait for the transaction user's final answer before the table gives up on
 /// it. Long enough for a disclosure announcement plus the provisional-response refreshes.
 const PROCEEDING_LIMIT: Duration = Duration::from_secs(600);
@@ -30,11 +33,7 @@ pub struct Timers {
 
 impl Default for Timers {
     fn default() -> Self {
-        Self {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
+        TimerSettings::default().into()
     }
 }
 
