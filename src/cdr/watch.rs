@@ -110,30 +110,53 @@ fn default_rescan() -> u64 {
 /// The feed name `cdr import` uses for its record ids and raw store.
 pub const IMPORT_FEED: &str = "import";
 
+/// Why a feed cannot run. Alone it names the key as `cdr.feeds.<key>`; the config loader puts
+/// [`FeedError::key`] under the feed's own path (`cdr.feeds[2].glob`) instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cdr.feeds.{} {}", self.key(), self.message())]
 pub enum FeedError {
-    #[error(
-        "cdr.feeds.name must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the feed's raw store directory)"
-    )]
     Name,
-    #[error("cdr.feeds.name \"import\" is reserved for cdr import")]
     Reserved,
-    #[error("cdr.feeds.glob is not a valid glob pattern")]
     Glob,
-    #[error("cdr.feeds.done_dir is only allowed when after is \"move\"")]
     StrayDoneDir,
-    #[error("cdr.feeds.raw_retention_hours must be at least 1 (after = \"delete\" keeps nothing)")]
     Retention,
-    #[error("cdr.feeds.raw_retention_hours has no effect when after is \"delete\"")]
     StrayRetention,
-    #[error("cdr.feeds.done_dir must differ from cdr.feeds.spool_dir")]
     SameDir,
-    #[error("cdr.feeds.quiet_seconds must be above 0")]
     Quiet,
-    #[error("cdr.feeds.rescan_seconds must be above 0")]
     Rescan,
-    #[error("cdr.feeds.tail_quiet_seconds must be at least cdr.feeds.quiet_seconds")]
     TailQuiet,
+}
+
+impl FeedError {
+    /// The key (relative to the feed) the problem belongs to.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Name | Self::Reserved => "name",
+            Self::Glob => "glob",
+            Self::StrayDoneDir | Self::SameDir => "done_dir",
+            Self::Retention | Self::StrayRetention => "raw_retention_hours",
+            Self::Quiet => "quiet_seconds",
+            Self::Rescan => "rescan_seconds",
+            Self::TailQuiet => "tail_quiet_seconds",
+        }
+    }
+
+    /// What is wrong with that key, without naming it.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Name => {
+                "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (it names the feed's raw store directory)"
+            }
+            Self::Reserved => "\"import\" is reserved for cdr import",
+            Self::Glob => "is not a valid glob pattern",
+            Self::StrayDoneDir => "is only allowed when after is \"move\"",
+            Self::Retention => "must be at least 1 (after = \"delete\" keeps nothing)",
+            Self::StrayRetention => "has no effect when after is \"delete\"",
+            Self::SameDir => "must differ from cdr.feeds.spool_dir",
+            Self::Quiet | Self::Rescan => "must be above 0",
+            Self::TailQuiet => "must be at least cdr.feeds.quiet_seconds",
+        }
+    }
 }
 
 impl Feed {
@@ -549,6 +572,15 @@ mod tests {
             assert!(!err.to_string().contains(bad) || bad.is_empty());
         }
         assert_eq!(with("name = \"import\"\n"), Err(FeedError::Reserved));
+        // Alone (a feed that cannot start), the error still names its key.
+        assert_eq!(
+            FeedError::Reserved.to_string(),
+            "cdr.feeds.name \"import\" is reserved for cdr import"
+        );
+        assert_eq!(
+            FeedError::TailQuiet.to_string(),
+            "cdr.feeds.tail_quiet_seconds must be at least cdr.feeds.quiet_seconds"
+        );
         assert_eq!(with("name = \"carrier-a.v2_de\"\n"), Ok(()));
     }
 

@@ -305,6 +305,54 @@ caller = "drop"
         assert_eq!(config.cdr.limits().max_fields, 256);
     }
 
+    fn only_problem(text: &str) -> Problem {
+        let ConfigError::Invalid(problems) = parse(text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_section_validated_by_its_component_names_its_key_path_once() {
+        let kafka = "\n[kafka]\nbootstrap_servers = \"127.0.0.1:9092\"\ntopic = \"\"\n";
+        let text = format!("{MINIMAL}{kafka}");
+        let problem = only_problem(&text);
+        assert_eq!(problem.path, "kafka.topic");
+        assert_eq!(problem.message, "must not be empty");
+        assert_eq!(problem.line, Some(text.lines().count()));
+        assert!(
+            problem
+                .to_string()
+                .ends_with(": kafka.topic: must not be empty")
+        );
+
+        let text = format!(
+            "{MINIMAL}{}[kafka.schema_registry]\nurl = \"http://r\"\nusername = \"u\"\npassword_file = \"a/b\"\n",
+            kafka.replace("topic = \"\"", "topic = \"t\"")
+        );
+        let problem = only_problem(&text);
+        assert_eq!(problem.path, "kafka.schema_registry.password_file");
+        assert_eq!(
+            problem.message,
+            "not an absolute path nor a credential name"
+        );
+        assert_eq!(problem.line, Some(text.lines().count()));
+
+        let text = format!("{MINIMAL}{}", FEED.replace("*.csv", "[*.csv"));
+        let problem = only_problem(&text);
+        assert_eq!(problem.path, "cdr.feeds[0].glob");
+        assert_eq!(problem.message, "is not a valid glob pattern");
+        assert_eq!(problem.line, Some(text.lines().count() - 1));
+
+        let text = format!("{MINIMAL}\n[sip.timers]\nt1_ms = 0\n");
+        assert_eq!(only_problem(&text).path, "sip.timers");
+        let text = format!("{MINIMAL}\n[outbox]\nsync_interval_ms = 0\n");
+        assert_eq!(only_problem(&text).path, "outbox.sync_interval_ms");
+        let text = format!("{MINIMAL}\n[media]\nrefresh_seconds = 0\n");
+        assert_eq!(only_problem(&text).path, "media.refresh_seconds");
+    }
+
     #[test]
     fn feed_names_are_unique() {
         let text = format!("{MINIMAL}{FEED}{FEED}");

@@ -137,7 +137,10 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     }
     for (i, feed) in config.cdr.feeds.iter().enumerate() {
         if let Err(err) = feed.validate() {
-            problems.push((format!("cdr.feeds[{i}]"), err.to_string()));
+            problems.push((
+                format!("cdr.feeds[{i}].{}", err.key()),
+                err.message().to_owned(),
+            ));
         }
         if let Err(err) = feed.limits.over(limits).validate() {
             problems.push((
@@ -182,7 +185,7 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     if let Some(kafka) = &config.kafka
         && let Err(err) = kafka.validate()
     {
-        problems.push(("kafka".into(), err.to_string()));
+        problems.push((format!("kafka.{}", err.key()), err.message()));
     }
     if config.privacy.keep_keys == 0 {
         problems.push((

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+
+use crate::config::secret::SecretPathError;
 use serde::Deserialize;
 
 /// Settings librdkafka gets from us and the `properties` table may not override, with why.
@@ -131,38 +133,74 @@ pub enum Mechanism {
     ScramSha512,
 }
 
-/// Why the `[kafka]` section cannot be used. Names the key, never echoes a value.
+/// Why the `[kafka]` section cannot be used. Names the key, never echoes a value. Alone it
+/// reads `kafka.<key>: <message>`; the config loader puts [`ConfigError::key`] under `kafka.`
+/// itself and adds the line.
 #[derive(Debug, thiserror::Error)]
+#[error("kafka.{}: {}", self.key(), self.message())]
 pub enum ConfigError {
-    #[error("kafka.{0}: must not be empty")]
     Empty(&'static str),
-    #[error("kafka.{0}: must be positive")]
     Zero(&'static str),
-    #[error("kafka.security.{0}: required for the sasl protocols")]
+    /// A `[kafka.security]` key the sasl protocols need.
     SaslMissing(&'static str),
-    #[error("kafka.security.{0}: only allowed with the sasl protocols")]
+    /// A `[kafka.security]` key only the sasl protocols take.
     SaslUnexpected(&'static str),
-    #[error("kafka.security.ssl_ca_file: only allowed with the ssl protocols")]
     SslUnexpected,
-    #[error("kafka.security.sasl_password_file: not an absolute path nor a credential name")]
-    SecretName,
-    #[error("kafka.security.sasl_password_file: CREDENTIALS_DIRECTORY is not set")]
-    NoCredentialsDirectory,
-    #[error("kafka.security.sasl_password_file: could not be read")]
-    SecretRead(#[source] std::io::Error),
-    #[error("kafka.security.sasl_password_file: file is empty")]
-    SecretEmpty,
-    #[error("kafka.security.sasl_password_file: not UTF-8")]
-    SecretEncoding,
+    /// The secret-file errors carry the key that names the file (relative to `[kafka]`): the
+    /// SASL password or the Schema Registry's.
+    SecretPath(&'static str, SecretPathError),
+    SecretRead(&'static str, #[source] std::io::Error),
+    SecretEmpty(&'static str),
+    SecretEncoding(&'static str),
     /// A passthrough property is one we set ourselves, a secret, or a weakening of delivery
     /// guarantees. The payload is the property name, which is ours to document, not user data.
-    #[error("kafka.properties: {0:?} may not be set here")]
     Refused(String),
-    #[error("kafka.properties: {0:?} has a value that breaks ordered, acknowledged delivery")]
     Weakening(String),
-    #[error("{0}")]
-    Registry(String),
+    /// `[kafka.schema_registry]` (the registry's error names its key; boxed because a registry
+    /// error can hold a secret-file error of this type).
+    Registry(Box<super::RegistryError>),
 }
+
+impl ConfigError {
+    /// The key path relative to `[kafka]`, e.g. `topic` or `security.sasl_username`.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Empty(key)
+            | Self::Zero(key)
+            | Self::SecretPath(key, _)
+            | Self::SecretRead(key, _)
+            | Self::SecretEmpty(key)
+            | Self::SecretEncoding(key) => (*key).to_owned(),
+            Self::SaslMissing(key) | Self::SaslUnexpected(key) => format!("security.{key}"),
+            Self::SslUnexpected => "security.ssl_ca_file".to_owned(),
+            Self::Refused(_) | Self::Weakening(_) => "properties".to_owned(),
+            Self::Registry(e) => e.key(),
+        }
+    }
+
+    /// What is wrong with that key, without naming it.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Empty(_) => "must not be empty".to_owned(),
+            Self::Zero(_) => "must be positive".to_owned(),
+            Self::SaslMissing(_) => "required for the sasl protocols".to_owned(),
+            Self::SaslUnexpected(_) => "only allowed with the sasl protocols".to_owned(),
+            Self::SslUnexpected => "only allowed with the ssl protocols".to_owned(),
+            Self::SecretPath(_, e) => e.to_string(),
+            Self::SecretRead(..) => "could not be read".to_owned(),
+            Self::SecretEmpty(_) => "file is empty".to_owned(),
+            Self::SecretEncoding(_) => "not UTF-8".to_owned(),
+            Self::Refused(name) => format!("{name:?} may not be set here"),
+            Self::Weakening(name) => {
+                format!("{name:?} has a value that breaks ordered, acknowledged delivery")
+            }
+            Self::Registry(e) => e.message(),
+        }
+    }
+}
+
+/// Where the SASL password file is named.
+const SASL_PASSWORD_FILE: &str = "security.sasl_password_file";
 
 fn default_topic() -> String {
     "call-events".to_owned()
@@ -249,7 +287,7 @@ impl Kafka {
         if let Some(registry) = &self.schema_registry {
             registry
                 .validate()
-                .map_err(|e| ConfigError::Registry(e.to_string()))?;
+                .map_err(|e| ConfigError::Registry(Box::new(e)))?;
         }
         Ok(())
     }
@@ -323,9 +361,7 @@ impl Security {
             }
             match &self.sasl_password_file {
                 None => return Err(ConfigError::SaslMissing("sasl_password_file")),
-                Some(f) => {
-                    secret_path_kind(f)?;
-                }
+                Some(f) => secret_check(f, SASL_PASSWORD_FILE)?,
             }
         } else {
             if self.sasl_mechanism.is_some() {
@@ -366,7 +402,8 @@ impl Security {
                 Mechanism::ScramSha512 => "SCRAM-SHA-512",
             };
             let dir = crate::config::secret::credentials_dir();
-            let password = read_secret(&secret_path(file, dir.as_deref())?)?;
+            let path = secret_path(file, dir.as_deref(), SASL_PASSWORD_FILE)?;
+            let password = read_secret(&path, SASL_PASSWORD_FILE)?;
             c.set("sasl.mechanism", mechanism)
                 .set("sasl.username", user)
                 .set("sasl.password", password);
@@ -375,30 +412,27 @@ impl Security {
     }
 }
 
-fn secret_path_kind(value: &str) -> Result<(), ConfigError> {
-    crate::config::secret::check(value).map_err(ConfigError::from)
+/// Whether `value` can name a secret file (`key` is where it is configured).
+pub(super) fn secret_check(value: &str, key: &'static str) -> Result<(), ConfigError> {
+    crate::config::secret::check(value).map_err(|e| ConfigError::SecretPath(key, e))
 }
 
-impl From<crate::config::secret::SecretPathError> for ConfigError {
-    fn from(e: crate::config::secret::SecretPathError) -> Self {
-        match e {
-            crate::config::secret::SecretPathError::NotAPathOrName => Self::SecretName,
-            crate::config::secret::SecretPathError::NoCredentialsDirectory => {
-                Self::NoCredentialsDirectory
-            }
-        }
-    }
+/// Resolves a secret file setting (`key`, relative to `[kafka]`) against
+/// `$CREDENTIALS_DIRECTORY` (passed in for testability).
+pub fn secret_path(
+    value: &str,
+    credentials_dir: Option<&Path>,
+    key: &'static str,
+) -> Result<PathBuf, ConfigError> {
+    crate::config::secret::resolve(value, credentials_dir)
+        .map_err(|e| ConfigError::SecretPath(key, e))
 }
 
-/// Resolves `sasl_password_file` against `$CREDENTIALS_DIRECTORY` (passed in for testability).
-pub fn secret_path(value: &str, credentials_dir: Option<&Path>) -> Result<PathBuf, ConfigError> {
-    Ok(crate::config::secret::resolve(value, credentials_dir)?)
-}
-
-/// Reads a secret file: one trailing line feed (and a CR before it) is dropped.
-pub fn read_secret(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(ConfigError::SecretRead)?;
-    let mut text = String::from_utf8(bytes).map_err(|_| ConfigError::SecretEncoding)?;
+/// Reads the secret file configured at `key`: one trailing line feed (and a CR before it) is
+/// dropped.
+pub fn read_secret(path: &Path, key: &'static str) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::SecretRead(key, e))?;
+    let mut text = String::from_utf8(bytes).map_err(|_| ConfigError::SecretEncoding(key))?;
     if text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
@@ -406,7 +440,7 @@ pub fn read_secret(path: &Path) -> Result<String, ConfigError> {
         }
     }
     if text.is_empty() {
-        return Err(ConfigError::SecretEmpty);
+        return Err(ConfigError::SecretEmpty(key));
     }
     Ok(text)
 }
@@ -556,7 +590,13 @@ mod tests {
         if let Some(s) = k.security.as_mut() {
             s.sasl_password_file = Some("../up".into());
         }
-        assert!(matches!(k.validate(), Err(ConfigError::SecretName)));
+        assert!(matches!(
+            k.validate(),
+            Err(ConfigError::SecretPath(
+                SASL_PASSWORD_FILE,
+                SecretPathError::NotAPathOrName
+            ))
+        ));
         if let Some(s) = k.security.as_mut() {
             s.protocol = Protocol::Ssl;
             s.sasl_password_file = None;
@@ -571,23 +611,27 @@ mod tests {
     fn secret_is_read_from_file_or_credentials_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("kafka-password"), "s3cret\n").unwrap();
-        let p = secret_path("kafka-password", Some(dir.path())).unwrap();
-        assert_eq!(read_secret(&p).unwrap(), "s3cret");
+        let key = SASL_PASSWORD_FILE;
+        let p = secret_path("kafka-password", Some(dir.path()), key).unwrap();
+        assert_eq!(read_secret(&p, key).unwrap(), "s3cret");
         assert!(matches!(
-            secret_path("kafka-password", None),
-            Err(ConfigError::NoCredentialsDirectory)
+            secret_path("kafka-password", None, key),
+            Err(ConfigError::SecretPath(
+                _,
+                SecretPathError::NoCredentialsDirectory
+            ))
         ));
         let abs = dir.path().join("kafka-password");
         let abs = abs.to_str().unwrap();
-        assert_eq!(secret_path(abs, None).unwrap(), Path::new(abs));
+        assert_eq!(secret_path(abs, None, key).unwrap(), Path::new(abs));
         std::fs::write(dir.path().join("empty"), "\n").unwrap();
         assert!(matches!(
-            read_secret(&dir.path().join("empty")),
-            Err(ConfigError::SecretEmpty)
+            read_secret(&dir.path().join("empty"), key),
+            Err(ConfigError::SecretEmpty(_))
         ));
         assert!(matches!(
-            read_secret(&dir.path().join("missing")),
-            Err(ConfigError::SecretRead(_))
+            read_secret(&dir.path().join("missing"), key),
+            Err(ConfigError::SecretRead(..))
         ));
     }
 

@@ -39,11 +39,12 @@ pub struct SchemaRegistry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("kafka.schema_registry.url: must start with http:// or https://")]
+    #[error("kafka.{}: {}", self.key(), self.message())]
     Url,
-    #[error("kafka.schema_registry: username and password_file go together")]
+    #[error("kafka.{}: {}", self.key(), self.message())]
     Credentials,
-    #[error("kafka.schema_registry.password_file: {0}")]
+    /// The password file; the inner error names `kafka.schema_registry.password_file`.
+    #[error(transparent)]
     Secret(#[from] super::ConfigError),
     #[error("kafka.schema_registry.ca_file: {0}")]
     Ca(String),
@@ -51,6 +52,32 @@ pub enum RegistryError {
     Http(#[from] ureq::Error),
     #[error("schema registry answered without a schema id")]
     Answer,
+}
+
+/// Where the registry's password file is named, relative to `[kafka]`.
+const PASSWORD_FILE: &str = "schema_registry.password_file";
+
+impl RegistryError {
+    /// The key path relative to `[kafka]`.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Url => "schema_registry.url".to_owned(),
+            Self::Secret(e) => e.key(),
+            Self::Ca(_) => "schema_registry.ca_file".to_owned(),
+            Self::Credentials | Self::Http(_) | Self::Answer => "schema_registry".to_owned(),
+        }
+    }
+
+    /// What is wrong with that key, without naming it.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Url => "must start with http:// or https://".to_owned(),
+            Self::Credentials => "username and password_file go together".to_owned(),
+            Self::Secret(e) => e.message(),
+            Self::Ca(reason) => reason.clone(),
+            Self::Http(_) | Self::Answer => self.to_string(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -69,7 +96,7 @@ impl SchemaRegistry {
             return Err(RegistryError::Credentials);
         }
         if let Some(file) = &self.password_file {
-            crate::config::secret::check(file).map_err(super::ConfigError::from)?;
+            super::config::secret_check(file, PASSWORD_FILE)?;
         }
         Ok(())
     }
@@ -100,7 +127,8 @@ impl SchemaRegistry {
             .header("Accept", "application/vnd.schemaregistry.v1+json");
         if let (Some(user), Some(file)) = (&self.username, &self.password_file) {
             let dir = crate::config::secret::credentials_dir();
-            let password = super::read_secret(&super::secret_path(file, dir.as_deref())?)?;
+            let path = super::secret_path(file, dir.as_deref(), PASSWORD_FILE)?;
+            let password = super::read_secret(&path, PASSWORD_FILE)?;
             let token =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             request = request.header("Authorization", &format!("Basic {token}"));
