@@ -509,7 +509,7 @@ async fn reload_on_sighup(path: PathBuf, reloads: tokio::sync::mpsc::Sender<conf
                 }
             }
             Err(err) => {
-                tracing::warn!(problems = %err, "Config reload refused; the running config stays.")
+                tracing::warn!(problems = %calltrackd::ops::Chain(&err), "Config reload refused; the running config stays.")
             }
         }
     }
@@ -525,7 +525,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("{}:\n{err}", path.display());
+            // The problems, one a line; or why the file could not be read, with its cause.
+            eprintln!("{}:\n{}", path.display(), calltrackd::ops::Chain(&err));
             ExitCode::FAILURE
         }
     }

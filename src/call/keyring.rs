@@ -30,16 +30,17 @@ const KEY_LEN: usize = 32;
 const KEY_EXT: &str = "key";
 
 /// Why the keyring refused. Paths are ours (config), so naming them is fine; no input is echoed.
+/// An I/O cause is the `source`, not part of the message (`ops::Chain` prints both).
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key directory {} cannot be used: {source}", path.display())]
+    #[error("key directory {} cannot be used", path.display())]
     Dir { path: PathBuf, source: io::Error },
     #[error(
         "key directory {} is accessible by group or others; fix with `chmod 700 {}`",
         path.display(), path.display()
     )]
     DirPermissions { path: PathBuf },
-    #[error("key file {} cannot be read or written: {source}", path.display())]
+    #[error("key file {} cannot be read or written", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error(
         "key file {} is readable or writable by group or others; fix with `chmod 600 {}` \

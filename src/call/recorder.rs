@@ -377,7 +377,7 @@ impl Recorder {
         };
         if let Err(err) = list.object(number, Utc::now()) {
             // The path in the error is ours; the number never is.
-            tracing::warn!(error = %err, "Objection could not be saved to the suppression list.");
+            tracing::warn!(error = %crate::ops::Chain(&err), "Objection could not be saved to the suppression list.");
         }
     }
 }

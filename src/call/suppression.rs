@@ -50,9 +50,9 @@ struct Line {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuppressionError {
-    #[error("suppression key: {0}")]
+    #[error("suppression key")]
     Key(#[from] KeyError),
-    #[error("cannot write the suppression list {path}: {source}")]
+    #[error("cannot write the suppression list {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,

@@ -32,8 +32,10 @@ pub const BATCH_ROWS: usize = 5000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("CDR state: {0}")]
-    State(String),
+    #[error(transparent)]
+    Checkpoints(#[from] super::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Quarantine(#[from] super::quarantine::QuarantineError),
     #[error("unknown CDR format (see [cdr.formats] and the built-in presets)")]
     UnknownFormat,
     #[error(transparent)]
@@ -69,10 +71,8 @@ impl Ingestor {
             window: duplicate_window,
             ..DedupLimits::default()
         };
-        let checkpoints = Checkpoints::open(data_dir, limits, Utc::now())
-            .map_err(|e| ServiceError::State(e.to_string()))?;
-        let quarantine =
-            Quarantine::open(data_dir).map_err(|e| ServiceError::State(e.to_string()))?;
+        let checkpoints = Checkpoints::open(data_dir, limits, Utc::now())?;
+        let quarantine = Quarantine::open(data_dir)?;
         Ok(Self {
             checkpoints: Mutex::new(checkpoints),
             quarantine: Mutex::new(quarantine),
@@ -142,8 +142,7 @@ impl Ingestor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Rows refused after mapping (not a phone number) go to the same day files.
-        let mut sink_quarantine =
-            Quarantine::open(&self.data_dir).map_err(|e| ServiceError::State(e.to_string()))?;
+        let mut sink_quarantine = Quarantine::open(&self.data_dir)?;
         let file = path.to_string_lossy().into_owned();
         let mut sink = OutboxSink {
             completer: &self.completer,

@@ -61,7 +61,7 @@ pub(super) fn prune_keys(keyring: &Keyring, keep: usize, failures: &Counter) {
             // Hourly: every failure is logged.
             static FAILED: Occurrence = Occurrence::new(Duration::ZERO);
             if let Some(suppressed) = FAILED.record(failures) {
-                warn!(error = %err, suppressed, "Expired pseudonym keys could not be shredded.");
+                warn!(error = %crate::ops::Chain(&err), suppressed, "Expired pseudonym keys could not be shredded.");
             }
         }
     }
@@ -102,7 +102,7 @@ impl Housekeeping {
         let now = chrono::Utc::now();
         let purged = self.recorder.suppression().map(|list| list.purge(now));
         if let Some(Err(err)) = purged {
-            warn!(error = %err, "Expired suppression entries could not be purged.");
+            warn!(error = %crate::ops::Chain(&err), "Expired suppression entries could not be purged.");
         }
         let keep_from = now.date_naive() - chrono::Days::new(u64::from(self.evidence_days));
         if let Err(err) = self.evidence.purge(keep_from) {

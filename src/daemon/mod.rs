@@ -2,6 +2,7 @@
 //! (UDP, TCP, TLS), the metrics registry, the control socket, the timer loop, the disclosure
 //! evidence writer, systemd notification, and an orderly shutdown on SIGTERM/SIGINT.
 
+mod error;
 mod loops;
 mod ready;
 mod status;
@@ -35,45 +36,14 @@ use crate::ops::control::Control;
 use crate::outbox::{self, Outbox};
 use crate::sink::Forwarder;
 use crate::sip::edge::{Edge, EdgeSettings};
-use crate::sip::tls::{Acceptor, TlsError};
+use crate::sip::tls::Acceptor;
 use crate::sip::transaction::{Timers, Transactions};
 use crate::sip::uas::{Route, Routing};
 use crate::sip::{self, Acl};
 use loops::{Housekeeping, prune_keys};
 use supervise::{Board, Role, TaskError, infallible, supervise};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("pseudonym keys: {0}")]
-    Keys(#[from] crate::call::KeyError),
-    #[error(transparent)]
-    Suppression(#[from] crate::call::suppression::SuppressionError),
-    #[error("outbox: {0}")]
-    Outbox(#[from] outbox::Error),
-    #[error("numbers: {0}")]
-    Numbers(String),
-    #[error("{0}")]
-    Announcement(String),
-    #[error("media: {0}")]
-    Media(String),
-    #[error("{0}")]
-    Cdr(String),
-    #[error("cannot listen on {addr} ({transport}): {source}")]
-    Bind {
-        addr: SocketAddr,
-        transport: &'static str,
-        source: std::io::Error,
-    },
-    #[error("sip.tls.{0}")]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Control(#[from] ops::control::ControlError),
-}
+pub use error::StartError;
 
 /// The Kafka forwarder's task name on the supervision board (`status` looks it up).
 const FORWARDER: &str = "kafka forwarder";
@@ -123,8 +93,7 @@ pub fn create_data_dir(path: &Path) -> Result<(), StartError> {
 pub fn plans(config: &Config) -> Result<HashMap<String, Arc<Plan>>, StartError> {
     let mut loaded: HashMap<&str, Arc<Announcements>> = HashMap::new();
     for (id, a) in &config.announcements {
-        let set = Announcements::load(id, &a.version, &a.file, &a.variants)
-            .map_err(|e| StartError::Announcement(e.to_string()))?;
+        let set = Announcements::load(id, &a.version, &a.file, &a.variants)?;
         loaded.insert(id, Arc::new(set));
     }
     let mut plans = HashMap::new();
@@ -157,9 +126,7 @@ pub fn routing(config: &Config) -> Result<Routing, StartError> {
     let mut routes = Vec::new();
     for (number, campaign_id) in resolved_pool(config)? {
         let Some(campaign) = config.campaigns.get(&campaign_id) else {
-            return Err(StartError::Numbers(
-                "pool entry names an unknown campaign".into(),
-            ));
+            return Err(StartError::UnknownCampaign);
         };
         routes.push(Route {
             destination: campaign.destination.clone(),
@@ -195,19 +162,14 @@ fn resolved_pool(config: &Config) -> Result<Vec<(E164, String)>, StartError> {
         .pool
         .iter()
         .map(|entry| {
-            let number = normalizer
-                .normalize(&entry.number)
-                .map_err(|e| StartError::Numbers(e.to_string()))?;
+            let number = normalizer.normalize(&entry.number)?;
             Ok((number, entry.campaign.clone()))
         })
         .collect()
 }
 
 fn number_normalizer(config: &Config) -> Result<Normalizer, StartError> {
-    config
-        .numbers
-        .normalizer()
-        .map_err(|e| StartError::Numbers(e.to_string()))
+    Ok(config.numbers.normalizer()?)
 }
 
 /// The SIP calls CDR rows can join, kept under the data directory.
@@ -247,7 +209,7 @@ pub fn ingestor(
         &config.cdr.feeds,
     )
     .map(|ingestor| ingestor.with_limits(config.cdr.limits()))
-    .map_err(|e| StartError::Cdr(e.to_string()))
+    .map_err(StartError::from)
 }
 
 /// The call recorder with each campaign's minimization policy and the suppression list.
@@ -335,7 +297,7 @@ impl Daemon {
                     Some(forwarder)
                 }
                 Err(err) => {
-                    warn!(error = %err, "Kafka forwarder not started; events stay in the outbox.");
+                    warn!(error = %ops::Chain(&err), "Kafka forwarder not started; events stay in the outbox.");
                     None
                 }
             },
@@ -353,10 +315,7 @@ impl Daemon {
         let calls = Arc::new(Calls::new(
             recorder.clone(),
             outbox.clone(),
-            config
-                .media
-                .build(&config.sip.acl.allow)
-                .map_err(|e| StartError::Media(e.to_string()))?,
+            config.media.build(&config.sip.acl.allow)?,
             flow_stats,
         ));
         let edge = Arc::new(Edge::new(
@@ -762,7 +721,7 @@ impl Daemon {
                         numbers = config.numbers.pool.len(),
                         "Config reloaded: numbers, campaigns, announcements, trunk ACL, media address and log level apply from now on; other sections need a restart."
                     ),
-                    Err(err) => warn!(error = %err, "Config reload refused; the running config stays."),
+                    Err(err) => warn!(error = %ops::Chain(&err), "Config reload refused; the running config stays."),
                 },
             }
         }

@@ -150,8 +150,8 @@ impl Subjects {
 }
 
 /// Logs a failed step (our paths and fixed words only) and words the DPO's answer.
-fn failed(step: &str, err: &dyn std::fmt::Display) -> String {
-    warn!(error = %err, step, "Data-subject request failed.");
+fn failed(step: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    warn!(error = %crate::ops::Chain(err), step, "Data-subject request failed.");
     format!("the request failed while {step}; see the daemon's log")
 }
 

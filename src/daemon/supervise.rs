@@ -188,9 +188,9 @@ where
                 Ok(Ok(())) => "exit",
                 Ok(Err(err)) => {
                     if stopping {
-                        error!(task = name, error = %err, "Task failed while stopping.");
+                        error!(task = name, error = %crate::ops::Chain(&*err), "Task failed while stopping.");
                     } else {
-                        error!(task = name, error = %err, "Task failed; restarting it.");
+                        error!(task = name, error = %crate::ops::Chain(&*err), "Task failed; restarting it.");
                     }
                     "error"
                 }

@@ -94,14 +94,14 @@ pub trait Handler: Send + Sync + 'static {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("control socket {0} belongs to a running daemon")]
     InUse(PathBuf),
-    #[error("the daemon's answer is not understood: {0}")]
+    #[error("the daemon's answer is not understood")]
     Answer(#[source] serde_json::Error),
     #[error("the daemon refused the request: {0}")]
     Refused(String),

@@ -17,7 +17,7 @@ pub enum OwnerError {
         path.display()
     )]
     NotOwner { path: PathBuf, owner: u32, uid: u32 },
-    #[error("data directory {} cannot be inspected: {source}", path.display())]
+    #[error("data directory {} cannot be inspected", path.display())]
     Stat { path: PathBuf, source: io::Error },
 }
 

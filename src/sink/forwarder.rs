@@ -198,7 +198,7 @@ impl Forwarder {
                 }
                 Ok(Err(err)) => {
                     if let Some(suppressed) = self.stats.count_registry_error() {
-                        tracing::warn!(error = %err, suppressed, "Schema registry not reached; events wait in the outbox.");
+                        tracing::warn!(error = %crate::ops::Chain(&err), suppressed, "Schema registry not reached; events wait in the outbox.");
                     }
                 }
                 Err(_) => {
@@ -380,7 +380,7 @@ impl Forwarder {
                     let _ = tokio::task::spawn_blocking(move || drop(old)).await;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "Kafka producer could not be rebuilt.");
+                    tracing::warn!(error = %crate::ops::Chain(&e), "Kafka producer could not be rebuilt.");
                     run.retry_at = Some(Instant::now() + run.backoff);
                     run.backoff = (run.backoff * 2).min(BACKOFF_MAX);
                     return;

@@ -48,7 +48,7 @@ pub enum RegistryError {
     Secret(#[from] super::ConfigError),
     #[error("kafka.schema_registry.ca_file: {0}")]
     Ca(String),
-    #[error("schema registry request failed: {0}")]
+    #[error("schema registry request failed")]
     Http(#[from] ureq::Error),
     #[error("schema registry answered without a schema id")]
     Answer,

@@ -103,37 +103,47 @@ impl Settings {
         if problems.is_empty()
             && let Err(err) = server_config(self)
         {
-            problems.push((err.key(), err.to_string()));
+            // The message with the library's reason, which the operator needs to fix the file.
+            let message = err.message();
+            let problem = match std::error::Error::source(&err) {
+                Some(cause) => format!("{message}: {}", crate::ops::Chain(cause)),
+                None => message,
+            };
+            problems.push((err.key(), problem));
         }
         problems
     }
 }
 
-/// Why a TLS setting cannot be used; names the setting and the file, never key material.
+/// Why a TLS setting cannot be used; names the setting and the file, never key material. Reads
+/// `<key>: <message>` (the key relative to `[sip.tls]`); a library's reason is the `source`.
 #[derive(Debug, thiserror::Error)]
+#[error("{}: {}", self.key(), self.message())]
 pub enum TlsError {
-    #[error("{key}: {source}")]
     Path {
         key: String,
-        source: secret::SecretPathError,
+        problem: secret::SecretPathError,
     },
-    #[error("{key}: cannot read {path}: {source}")]
     Read {
         key: String,
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{key}: {path} holds no PEM certificate")]
-    NoCertificate { key: String, path: PathBuf },
-    #[error("{key}: {path} holds no usable PEM private key")]
-    NoKey { key: String, path: PathBuf },
-    #[error(
-        "{key}: the private key does not fit the certificate or is of an unsupported type: {source}"
-    )]
-    Key { key: String, source: rustls::Error },
-    #[error("client_ca_file: {0}")]
+    NoCertificate {
+        key: String,
+        path: PathBuf,
+    },
+    NoKey {
+        key: String,
+        path: PathBuf,
+    },
+    Key {
+        key: String,
+        #[source]
+        source: rustls::Error,
+    },
     Verifier(#[from] rustls::server::VerifierBuilderError),
-    #[error("min_version: {0}")]
     Versions(#[source] rustls::Error),
 }
 
@@ -150,6 +160,26 @@ impl TlsError {
             Self::Versions(_) => "min_version".to_owned(),
         }
     }
+
+    /// What is wrong with that key, without naming it or repeating the source.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Path { problem, .. } => problem.to_string(),
+            Self::Read { path, .. } => format!("cannot read {}", path.display()),
+            Self::NoCertificate { path, .. } => {
+                format!("{} holds no PEM certificate", path.display())
+            }
+            Self::NoKey { path, .. } => {
+                format!("{} holds no usable PEM private key", path.display())
+            }
+            Self::Key { .. } => {
+                "the private key does not fit the certificate or is of an unsupported type"
+                    .to_owned()
+            }
+            Self::Verifier(_) => "cannot verify client certificates".to_owned(),
+            Self::Versions(_) => "not supported".to_owned(),
+        }
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -160,7 +190,7 @@ fn read(key: &str, value: &str) -> Result<(PathBuf, Vec<u8>), TlsError> {
     let path = secret::resolve(value, secret::credentials_dir().as_deref()).map_err(|source| {
         TlsError::Path {
             key: key.to_owned(),
-            source,
+            problem: source,
         }
     })?;
     let bytes = std::fs::read(&path).map_err(|source| TlsError::Read {
