@@ -18,6 +18,9 @@ pub enum WithoutSdp {
     Reject,
 }
 
+/// The key that objects when a campaign names none (its `objection_digit`).
+pub const DEFAULT_OBJECTION_DIGIT: char = '9';
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub hook: Hook,
@@ -40,7 +43,7 @@ impl Plan {
             announcements: None,
             external_uri: None,
             without_sdp: WithoutSdp::default(),
-            objection_digit: '9',
+            objection_digit: DEFAULT_OBJECTION_DIGIT,
             informed_after: None,
         }
     }

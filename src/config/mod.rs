@@ -6,5 +6,8 @@ mod model;
 pub mod secret;
 mod validate;
 
+#[cfg(test)]
+mod defaults_tests;
+
 pub use load::{ConfigError, Problem, load, load_with_warnings, parse};
 pub use model::*;

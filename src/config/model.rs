@@ -261,7 +261,7 @@ pub struct Campaign {
 }
 
 fn default_objection_digit() -> char {
-    '9'
+    crate::call::disclosure::DEFAULT_OBJECTION_DIGIT
 }
 
 impl Campaign {

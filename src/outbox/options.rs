@@ -31,13 +31,9 @@ pub struct Options {
 }
 
 impl Default for Options {
+    /// The `[outbox]` defaults: declared once, in `config.rs`.
     fn default() -> Self {
-        Options {
-            segment_bytes: 64 << 20,
-            max_bytes: 1 << 30,
-            sync_interval: Duration::from_millis(10),
-            durability: Durability::Interval,
-        }
+        super::Settings::default().options()
     }
 }
 
