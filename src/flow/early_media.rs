@@ -2,8 +2,7 @@
 //! destination's claim (no reflection), the 183 through the INVITE's early dialog, and the
 //! player with its RFC 4733 objection key (or the same key by SIP INFO).
 
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, PoisonError};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -13,22 +12,11 @@ use super::machine::{Media, Played};
 use super::shell::Calls;
 use super::stats::MediaRefusalLabel;
 use crate::call::Cut;
-use crate::media::destinations::{Claim, Destinations, Refused};
+use crate::media::destinations::{Claim, Refused};
 use crate::media::wav::Announcement;
-use crate::media::{self, LocalMedia, PlayEnd, PortLease, PortPool};
+use crate::media::{self, LocalMedia, PlayEnd, PortLease};
 use crate::sip::edge::{ServerInvite, Stopped};
 use crate::sip::uas::Route;
-
-/// Early-media resources.
-pub struct MediaSettings {
-    /// Where announcements are sent from; SIGHUP may change it for calls that start later.
-    pub address: RwLock<std::net::IpAddr>,
-    pub ports: PortPool,
-    /// How long a port and its socket stay held after playback (`Calls::linger`).
-    pub linger: Duration,
-    /// Where RTP may go, and how many streams to one address (no reflection).
-    pub destinations: Arc<Destinations>,
-}
 
 /// Early media ready to play: the port, its socket, the SDP answer and the destination's claim.
 pub(super) struct ReadyMedia {

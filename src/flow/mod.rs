@@ -12,7 +12,6 @@ pub mod machine;
 mod shell;
 pub mod stats;
 
-pub use early_media::MediaSettings;
 pub use shell::{CALL_RESERVE, Calls};
 pub use stats::Stats;
 

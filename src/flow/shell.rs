@@ -12,9 +12,9 @@ use chrono::Utc;
 use tracing::{debug, warn};
 
 use super::Stats;
-use super::early_media::MediaSettings;
 use super::machine::{Action, Ending, Final, Flow, Input, Plan, Record, Room, Unwritten};
 use crate::call::{CallerIdentity, Disclosed, Hook, Observation, Recorder, Seconds};
+use crate::media::MediaSettings;
 use crate::media::wav::Announcement;
 use crate::ops::Occurrence;
 use crate::outbox::{self, Outbox};
@@ -164,7 +164,8 @@ impl Calls {
         };
         let observed = self.recorder.observe(&observation).map_err(|err| {
             if let Some(suppressed) = self.key_failure.record(&self.metrics.key_failures) {
-                warn!(error = %err, suppressed, "Call could not be recorded.");
+                let error = crate::ops::Chain(&err);
+                warn!(%error, suppressed, "Call could not be recorded.");
             }
             Unwritten::Unrecorded
         })?;

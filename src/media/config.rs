@@ -1,5 +1,5 @@
 //! The `[media]` config section (RFC 3960 early media: where our RTP comes from and may go), its
-//! checks, and the call flow's `MediaSettings` built from it.
+//! checks, and the early-media resources (`MediaSettings`) the call flow plays with, built from it.
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -11,7 +11,17 @@ use serde::Deserialize;
 use super::PortPool;
 use super::destinations::Destinations;
 use super::ports::PortError;
-use crate::flow::MediaSettings;
+
+/// Early-media resources.
+pub struct MediaSettings {
+    /// Where announcements are sent from; SIGHUP may change it for calls that start later.
+    pub address: RwLock<IpAddr>,
+    pub ports: PortPool,
+    /// How long a port and its socket stay held after playback (`flow::Calls` lingers).
+    pub linger: Duration,
+    /// Where RTP may go, and how many streams to one address (no reflection).
+    pub destinations: Arc<Destinations>,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod wav;
 
-pub use config::Settings;
+pub use config::{MediaSettings, Settings};
 pub use dtmf::DtmfDetector;
 pub use g711::Codec;
 pub use player::{PlayEnd, PlayOutcome, play};
