@@ -108,7 +108,7 @@ pub struct Correlator {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CorrelateError {
-    #[error("cannot write the correlation index {path}: {source}")]
+    #[error("cannot write the correlation index {path}")]
     Write {
         path: String,
         source: std::io::Error,

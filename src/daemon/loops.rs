@@ -14,7 +14,7 @@ use crate::call::correlate::Correlator;
 use crate::call::{Keyring, Recorder};
 use crate::cdr::service::Ingestor;
 use crate::evidence;
-use crate::ops::Occurrence;
+use crate::ops::{self, Occurrence};
 use crate::outbox::{self, Outbox};
 use crate::sip::edge::Edge;
 
@@ -40,7 +40,7 @@ pub(super) async fn persist_loop(correlator: Arc<Correlator>, shutdown: Cancella
             _ = tick.tick() => {
                 let c = correlator.clone();
                 if let Ok(Err(err)) = tokio::task::spawn_blocking(move || c.persist()).await {
-                    warn!(error = %err, "Correlation index not saved.");
+                    warn!(error = %ops::Chain(&err), "Correlation index not saved.");
                 }
             }
         }

@@ -317,7 +317,7 @@ impl Daemon {
             warn!("Kafka forwarder task failed.");
         }
         if let Err(err) = self.correlator.persist() {
-            warn!(error = %err, "Correlation index not saved.");
+            warn!(error = %ops::Chain(&err), "Correlation index not saved.");
         }
         info!("Stopped.");
     }

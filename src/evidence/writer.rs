@@ -33,7 +33,7 @@ pub async fn run(outbox: Outbox, data_dir: &Path, stats: Arc<Stats>, shutdown: C
             Ok(()) => return,
             Err(err) => {
                 stats.failed();
-                tracing::warn!(error = %err, retry_in_s = backoff.as_secs(), "Evidence writer failed; restarting it.");
+                tracing::warn!(error = %crate::ops::Chain(&err), retry_in_s = backoff.as_secs(), "Evidence writer failed; restarting it.");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = sleep(backoff) => {}
