@@ -224,6 +224,17 @@ caller = "drop"
     }
 
     #[test]
+    fn cdr_windows_beyond_a_valid_time_span_are_refused_with_key_and_line() {
+        let text = format!("{MINIMAL}\n[cdr]\nquarantine_days = 1000000000000\n");
+        let ConfigError::Invalid(problems) = parse(&text).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems[0].path, "cdr.quarantine_days");
+        assert_eq!(problems[0].message, "must be at most 3650 (days)");
+        assert_eq!(problems[0].line, Some(text.lines().count()));
+    }
+
+    #[test]
     fn abuse_limits_default_and_a_bad_rate_names_its_key_and_line() {
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.sip.limits.untrusted_burst, 16.0);

@@ -182,6 +182,32 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "correlation_capacity and quarantine_days must be at least 1".to_owned(),
         ));
     }
+    // Bounded so every window is a valid time span: an unbounded one would crash the daemon at
+    // the first purge or join instead of being refused here with its key and line.
+    let c = &config.cdr;
+    for (key, value, max, unit) in [
+        ("quarantine_days", c.quarantine_days, 3650, "days"),
+        (
+            "duplicate_window_days",
+            c.duplicate_window_days,
+            3650,
+            "days",
+        ),
+        ("correlation_hours", c.correlation_hours, 24 * 366, "hours"),
+        (
+            "correlation_tolerance_seconds",
+            c.correlation_tolerance_seconds,
+            86_400,
+            "seconds",
+        ),
+    ] {
+        if value > max {
+            problems.push((
+                format!("cdr.{key}"),
+                format!("must be at most {max} ({unit})"),
+            ));
+        }
+    }
     if let Some(kafka) = &config.kafka
         && let Err(err) = kafka.validate()
     {
