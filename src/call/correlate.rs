@@ -269,7 +269,10 @@ impl Correlator {
         ) else {
             return Err(err(std::io::ErrorKind::InvalidInput.into()));
         };
-        std::fs::create_dir_all(dir).map_err(err)?;
+        // 0700 as the CDR state beside it (checkpoints, quarantine), whoever creates `cdr/` first.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(err)?;
         // 0600: keyed hashes of callers, not for the group that may read the data directory.
         crate::atomic::replace_with(dir, name, 0o600, |w| {
             for entry in entries {
@@ -386,6 +389,8 @@ mod tests {
         let index = cdr.join("correlation.jsonl");
         let mode = std::fs::metadata(&index).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "keyed hashes, whatever the umask");
+        let dir_mode = std::fs::metadata(&cdr).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700, "cdr/ as private as the CDR state in it");
         // What a crash mid-persist leaves, in this version's and the earlier temp name.
         std::fs::write(cdr.join(".correlation.jsonl.0123abcd.tmp"), b"x").unwrap();
         std::fs::write(cdr.join("correlation.jsonl.tmp"), b"x").unwrap();
