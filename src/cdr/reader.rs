@@ -64,10 +64,19 @@ pub enum ReadError {
     Io(#[from] io::Error),
     #[error("the CDR file is not readable CSV")]
     Csv(#[from] csv::Error),
+    /// Shown in the message, not as `source`: our own words (column names), and CDR logs print
+    /// messages only (a `csv::Error` source could carry field text), so the reason must stay in
+    /// the message, and printing it as source too would repeat it under `{:#}`.
     #[error("the CDR file does not fit its format: {0}")]
-    Format(#[from] FormatError),
+    Format(FormatError),
     #[error("the CDR file's header breaks a limit: {0}")]
     Header(Bound),
+}
+
+impl From<FormatError> for ReadError {
+    fn from(err: FormatError) -> Self {
+        Self::Format(err)
+    }
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
