@@ -9,7 +9,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::tansu::{Msg, TOPIC, broker, consume};
+use common::tansu::{Msg, TOPIC, broker, consume, consume_while};
 use common::*;
 
 fn payloads(msgs: &[Msg]) -> Vec<serde_json::Value> {
@@ -166,7 +166,17 @@ fn a_killed_daemon_resumes_delivery_and_duplicates_stay_within_the_guarantee() {
     place_calls(&daemon, QUIET_NUMBER, 5, 20, "calls after the restart");
     let outbox = daemon.wait_events(50);
     assert_eq!(outbox.len(), 50);
-    let msgs = consume(&t.bootstrap(), TOPIC, 60, Duration::from_secs(60));
+    // Read until every outbox event has arrived: how many come twice is not known in advance,
+    // so a count to stop at could stop before the last first arrival.
+    let wanted: HashSet<&str> = outbox
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let msgs = consume_while(&t.bootstrap(), TOPIC, Duration::from_secs(60), |got| {
+        let ids: Vec<serde_json::Value> = payloads(got);
+        let seen: HashSet<&str> = ids.iter().filter_map(|e| e["event_id"].as_str()).collect();
+        !wanted.is_subset(&seen)
+    });
     let duplicates = check_delivery(&outbox, &msgs);
     // At-least-once: only events acknowledged but not yet committed when the process died
     // (the commit runs every 200 ms) may come twice; here that is at most the first 40.
