@@ -120,10 +120,13 @@ impl Daemon {
             progress_refresh: config.media.refresh(),
             limits: config.sip.limits.clone(),
         };
+        let media = config.media.build(&config.sip.acl.allow)?;
+        // The Contact's fallback host is the media address: one lock, one reload.
+        let contact_address = media.address.clone();
         let calls = Arc::new(Calls::new(
             recorder.clone(),
             outbox.clone(),
-            config.media.build(&config.sip.acl.allow)?,
+            media,
             flow_stats,
         ));
         let edge = Arc::new(Edge::new(
@@ -133,7 +136,7 @@ impl Daemon {
             calls.clone(),
             sip_stats,
             settings,
-            config.media.address,
+            contact_address,
         ));
         let (udp, tcp) = bind_all(&config).await?;
         let (tls, acceptor) = match &config.sip.tls {
@@ -251,7 +254,6 @@ impl Daemon {
         self.edge.set_routing(routing);
         // Calls in flight keep their media address; packets from now on meet the new ACL.
         self.acl.replace(config.sip.acl.allow.clone());
-        self.edge.set_contact_address(config.media.address);
         self.calls.set_media_address(config.media.address);
         self.calls
             .set_media_networks(config.media.allowed_networks(&config.sip.acl.allow));

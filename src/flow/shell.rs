@@ -6,7 +6,6 @@
 //! response (302, 487, 403) is sent.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tracing::{debug, warn};
@@ -58,8 +57,8 @@ impl Calls {
             outbox,
             media,
             metrics,
-            outbox_full: Occurrence::new(Duration::from_secs(10)),
-            outbox_error: Occurrence::new(Duration::from_secs(10)),
+            outbox_full: Occurrence::default(),
+            outbox_error: Occurrence::default(),
             key_failure: Occurrence::default(),
         }
     }

@@ -15,7 +15,7 @@ use super::ports::PortError;
 /// Early-media resources.
 pub struct MediaSettings {
     /// Where announcements are sent from; SIGHUP may change it for calls that start later.
-    pub address: RwLock<IpAddr>,
+    pub address: Arc<RwLock<IpAddr>>,
     pub ports: PortPool,
     /// How long a port and its socket stay held after playback (`flow::Calls` lingers).
     pub linger: Duration,
@@ -121,7 +121,7 @@ impl Settings {
     /// (`acl_allow` unless `allowed_networks` is set).
     pub fn build(&self, acl_allow: &[IpNet]) -> Result<MediaSettings, PortError> {
         Ok(MediaSettings {
-            address: RwLock::new(self.address),
+            address: Arc::new(RwLock::new(self.address)),
             ports: PortPool::new(self.port_min..=self.port_max)?,
             linger: Duration::from_millis(self.port_linger_ms),
             destinations: Arc::new(Destinations::new(

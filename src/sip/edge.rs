@@ -192,8 +192,9 @@ pub struct Edge {
     /// The layer that runs a routed call's flow.
     calls: Arc<dyn Calls>,
     /// Our Contact's host when the socket is bound to a wildcard address and no
-    /// `advertise_host` is set: the `[media] address`; SIGHUP may change it.
-    contact_address: std::sync::RwLock<std::net::IpAddr>,
+    /// `advertise_host` is set: the `[media] address`, the very lock the media settings hold,
+    /// so a reload moves both at once.
+    contact_address: Arc<std::sync::RwLock<std::net::IpAddr>>,
     /// The number pool and campaigns; replaced whole on a config reload.
     routing: std::sync::RwLock<Arc<Routing>>,
     metrics: Arc<Stats>,
@@ -227,21 +228,13 @@ impl Edge {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a reloaded `[media] address` for the Contact of calls that start from now on.
-    pub fn set_contact_address(&self, address: std::net::IpAddr) {
-        *self
-            .contact_address
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = address;
-    }
-
     pub fn new(
         table: Transactions<ReplyTo>,
         routing: Routing,
         calls: Arc<dyn Calls>,
         metrics: Arc<Stats>,
         settings: EdgeSettings,
-        contact_address: std::net::IpAddr,
+        contact_address: Arc<std::sync::RwLock<std::net::IpAddr>>,
     ) -> Self {
         let limited = [
             metrics.rate_limited(SourceLabel::Trusted),
@@ -250,7 +243,7 @@ impl Edge {
         Self {
             limiter: Mutex::new(Limiter::new(&settings.limits)),
             scanners: Scanners::new(&settings.limits.scanner_user_agents),
-            rate_limited: Occurrence::new(Duration::from_secs(10)),
+            rate_limited: Occurrence::default(),
             scanner_dropped: Occurrence::new(Duration::from_secs(60)),
             limited,
             table: Mutex::new(table),
@@ -258,12 +251,12 @@ impl Edge {
             dialogs: Mutex::new(HashMap::new()),
             flows: tokio_util::task::TaskTracker::new(),
             calls,
-            contact_address: std::sync::RwLock::new(contact_address),
+            contact_address,
             routing: std::sync::RwLock::new(Arc::new(routing)),
             metrics,
             settings,
             acl_denied: Occurrence::new(Duration::from_secs(60)),
-            write_failed: Occurrence::new(Duration::from_secs(10)),
+            write_failed: Occurrence::default(),
             dialer: std::sync::OnceLock::new(),
             redials: Mutex::new(HashMap::new()),
             draining: std::sync::atomic::AtomicBool::new(false),
