@@ -46,7 +46,7 @@ pub enum RegistryError {
     /// The password file; the inner error names `kafka.schema_registry.password_file`.
     #[error(transparent)]
     Secret(#[from] super::ConfigError),
-    #[error("kafka.schema_registry.ca_file: {0}")]
+    #[error("kafka.{}: {}", self.key(), self.message())]
     Ca(String),
     #[error("schema registry request failed")]
     Http(#[from] ureq::Error),
