@@ -71,7 +71,8 @@ impl Calls {
             session_id: rand::random::<u32>().into(),
         };
         match media::negotiate(&offer, local) {
-            Ok(answer) if answer.direction.sends() => match self.claim_destination(&answer) {
+            Ok(answer) if answer.direction.sends() => match self.claim_destination(&answer, invite)
+            {
                 Some(claim) => (
                     Media::Ready,
                     Some(ReadyMedia {
@@ -147,13 +148,15 @@ impl Calls {
     /// `media::destinations`). A refused address makes the call one without usable SDP: the
     /// campaign's `without_sdp` decides (skip: routed without notice; reject: 403), no 183 and
     /// no RTP go out, so a spoofed INVITE gets us to send nothing anywhere but to its source.
-    fn claim_destination(&self, answer: &media::Answer) -> Option<Claim> {
-        match self.media.destinations.claim(answer.remote.ip()) {
+    fn claim_destination(&self, answer: &media::Answer, invite: &ServerInvite) -> Option<Claim> {
+        let destinations = &self.media.destinations;
+        match destinations.claim(answer.remote.ip(), invite.source()) {
             Ok(claim) => Some(claim),
             Err(why) => {
                 let reason = match why {
                     Refused::OutsideNetworks => MediaRefusalLabel::OutsideNetworks,
                     Refused::TooManyStreams => MediaRefusalLabel::StreamCap,
+                    Refused::TooManyFromSource => MediaRefusalLabel::SourceCap,
                 };
                 self.metrics.media_refused(reason).inc();
                 debug!(error = %why, "No early media: the offer's address was refused.");

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 pub enum MediaRefusalLabel {
     OutsideNetworks,
     StreamCap,
+    SourceCap,
 }
 
 impl EncodeLabelValue for MediaRefusalLabel {
@@ -23,6 +24,7 @@ impl EncodeLabelValue for MediaRefusalLabel {
             match self {
                 Self::OutsideNetworks => "outside_networks",
                 Self::StreamCap => "stream_cap",
+                Self::SourceCap => "source_cap",
             },
         )
     }
@@ -124,6 +126,7 @@ impl Stats {
         for reason in [
             MediaRefusalLabel::OutsideNetworks,
             MediaRefusalLabel::StreamCap,
+            MediaRefusalLabel::SourceCap,
         ] {
             let _ = m.media_refused(reason);
         }
@@ -156,6 +159,7 @@ mod tests {
         for series in [
             "calltrackd_rtp_destinations_refused_total{reason=\"outside_networks\"} 0",
             "calltrackd_rtp_destinations_refused_total{reason=\"stream_cap\"} 1",
+            "calltrackd_rtp_destinations_refused_total{reason=\"source_cap\"} 0",
             "calltrackd_announcement_played_seconds_bucket{le=\"3.0\"} 1",
         ] {
             assert!(text.contains(series), "{series} in {text}");

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::PortPool;
-use super::destinations::Destinations;
+use super::destinations::{Caps, Destinations};
 use super::ports::PortError;
 
 /// Early-media resources.
@@ -50,6 +50,10 @@ pub struct Settings {
     /// without SDP.
     #[serde(default = "default_max_streams_per_destination")]
     pub max_streams_per_destination: usize,
+    /// Announcements playing at once for calls signalled from one address (the trunk peer that
+    /// sent the INVITE); past it a call goes on as one without SDP.
+    #[serde(default = "default_max_streams_per_source")]
+    pub max_streams_per_source: usize,
 }
 
 impl Default for Settings {
@@ -62,12 +66,19 @@ impl Default for Settings {
             port_linger_ms: default_port_linger_ms(),
             allowed_networks: None,
             max_streams_per_destination: default_max_streams_per_destination(),
+            max_streams_per_source: default_max_streams_per_source(),
         }
     }
 }
 // A carrier's media gateway may carry every announced call; 2,000 G.711 streams are about
 // 190 Mbit/s, the most one address can be made to receive from us.
 fn default_max_streams_per_destination() -> usize {
+    2000
+}
+// Two in five of the default 5,000 ports: a carrier's SBC sends all its calls from one address,
+// so the cap must carry a whole trunk at full load, yet a burst or a signalling loop on one
+// trunk peer still leaves most ports to the others.
+fn default_max_streams_per_source() -> usize {
     2000
 }
 fn default_port_linger_ms() -> u64 {
@@ -108,6 +119,9 @@ impl Settings {
         if self.max_streams_per_destination == 0 {
             problem("max_streams_per_destination", "must be at least 1");
         }
+        if self.max_streams_per_source == 0 {
+            problem("max_streams_per_source", "must be at least 1");
+        }
         if self.port_min < 1024 || self.port_min >= self.port_max {
             problem("port_min", "need 1024 <= port_min < port_max");
         }
@@ -126,7 +140,10 @@ impl Settings {
             linger: Duration::from_millis(self.port_linger_ms),
             destinations: Arc::new(Destinations::new(
                 self.allowed_networks(acl_allow),
-                self.max_streams_per_destination,
+                Caps {
+                    per_destination: self.max_streams_per_destination,
+                    per_source: self.max_streams_per_source,
+                },
             )),
         })
     }
@@ -149,12 +166,18 @@ mod tests {
             port_min: 50000,
             refresh_seconds: 171,
             max_streams_per_destination: 0,
+            max_streams_per_source: 0,
             ..Settings::default()
         };
         let keys: Vec<String> = bad.validate().into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,
-            ["max_streams_per_destination", "port_min", "refresh_seconds"]
+            [
+                "max_streams_per_destination",
+                "max_streams_per_source",
+                "port_min",
+                "refresh_seconds"
+            ]
         );
     }
 }

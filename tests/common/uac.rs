@@ -68,7 +68,12 @@ impl Uac {
 
     /// A UAC whose RTP socket (and the SDP's c= line) is on `media_ip`, another loopback address.
     pub fn with_media_ip(daemon: SocketAddr, number: &str, media_ip: &str) -> Self {
-        let sip = UdpSocket::bind("127.0.0.1:0").expect("bind sip");
+        Self::on(daemon, number, "127.0.0.1", media_ip)
+    }
+
+    /// A UAC signalling from `sip_ip` with its RTP on `media_ip` (both loopback addresses).
+    pub fn on(daemon: SocketAddr, number: &str, sip_ip: &str, media_ip: &str) -> Self {
+        let sip = UdpSocket::bind((sip_ip, 0)).expect("bind sip");
         sip.set_read_timeout(Some(Duration::from_millis(250)))
             .expect("timeout");
         let media = UdpSocket::bind((media_ip, 0)).expect("bind media");
@@ -95,8 +100,8 @@ impl Uac {
         self
     }
 
-    fn sip_port(&self) -> u16 {
-        self.sip.local_addr().expect("addr").port()
+    fn sip_addr(&self) -> SocketAddr {
+        self.sip.local_addr().expect("addr")
     }
 
     pub fn media_port(&self) -> u16 {
@@ -109,8 +114,8 @@ impl Uac {
 
     fn headers_tagged(&self, method: &str, cseq: u32, branch: &str, to: &str, tag: &str) -> String {
         format!(
-            "Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch}\r\nFrom: {from};tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
-            port = self.sip_port(),
+            "Via: SIP/2.0/UDP {sent_by};branch={branch}\r\nFrom: {from};tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n",
+            sent_by = self.sip_addr(),
             from = self.from,
             call_id = self.call_id,
         )

@@ -86,6 +86,11 @@ impl ServerInvite {
     }
 
     /// The caller's identity inputs (never a display name).
+    /// The address of the hop that sent the INVITE (the trunk peer, not the caller).
+    pub fn source(&self) -> std::net::IpAddr {
+        self.arrival.source.ip()
+    }
+
     pub fn caller(&self) -> CallerInput {
         super::caller_input(&self.req)
     }
