@@ -86,14 +86,6 @@ impl Drop for Claim {
     }
 }
 
-/// IPv4-mapped and plain IPv4 are one host.
-fn host(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 impl Destinations {
     pub fn new(allowed: Vec<IpNet>, caps: Caps) -> Self {
         Self {
@@ -114,7 +106,8 @@ impl Destinations {
         if !self.allowed.allows(to) {
             return Err(Refused::OutsideNetworks);
         }
-        let (to, from) = (host(to), host(from));
+        // IPv4-mapped and plain IPv4 are one host.
+        let (to, from) = (to.to_canonical(), from.to_canonical());
         let mut running = self.lock();
         if running.to.get(to) >= self.caps.per_destination {
             return Err(Refused::TooManyStreams);
@@ -134,12 +127,12 @@ impl Destinations {
 
     /// Streams running to `to`.
     pub fn streams_to(&self, to: IpAddr) -> usize {
-        self.lock().to.get(host(to))
+        self.lock().to.get(to.to_canonical())
     }
 
     /// Streams running for calls signalled from `from`.
     pub fn streams_from(&self, from: IpAddr) -> usize {
-        self.lock().from.get(host(from))
+        self.lock().from.get(from.to_canonical())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Running> {

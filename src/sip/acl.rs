@@ -27,10 +27,7 @@ impl Acl {
 
     pub fn allows(&self, source: IpAddr) -> bool {
         // An IPv4 carrier reaching a dual-stack socket shows up as ::ffff:a.b.c.d.
-        let source = match source {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(source, IpAddr::V4),
-            v4 => v4,
-        };
+        let source = source.to_canonical();
         self.allow
             .read()
             .unwrap_or_else(PoisonError::into_inner)
